@@ -1,0 +1,18 @@
+#pragma once
+// One file per sub-command; each registers its options on the app and runs when chosen.
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+namespace iidm::cli {
+
+// Options every command shares.
+struct CommonOptions {
+  int threads = 0;  // 0: $IIDM_THREADS or the number of cores
+  std::string device = "cpu";
+};
+
+// Returns the function that runs the sub-command (exit code) once parsing has succeeded.
+std::function<int()> add_check_command(CLI::App& app, const CommonOptions& common);
+
+}  // namespace iidm::cli

@@ -1,0 +1,548 @@
+#include "unet/unet.h"
+
+#include <cmath>
+
+#include "core/error.h"
+
+namespace iidm {
+namespace F = torch::nn::functional;
+using torch::Tensor;
+
+// ---------------------------------------------------------------------------------------------
+// Config
+
+void UNetConfig::validate() const {
+  auto positive = [](int v, const char* name) {
+    if (v <= 0) fail("unet config: {} must be positive, got {}", name, v);
+  };
+  positive(in_channels, "in_channels");
+  positive(model_channels, "model_channels");
+  positive(out_channels, "out_channels");
+  positive(num_res_blocks, "num_res_blocks");
+  positive(num_classes, "num_classes");
+  if (channel_mult.empty()) fail("unet config: channel_mult is empty");
+  for (int m : channel_mult) {
+    positive(m, "each channel_mult entry");
+    // Every normalised width must split into GroupNorm's 32 groups.
+    if ((m * model_channels) % 32)
+      fail("unet config: channel width {} x {} is not divisible by 32 groups", m, model_channels);
+  }
+  if (dropout < 0 || dropout >= 1) fail("unet config: dropout must be in [0, 1), got {}", dropout);
+  const int max_ds = 1 << (channel_mult.size() - 1);
+  for (int r : attention_resolutions)
+    if (r <= 0 || (r & (r - 1)) || r > max_ds)
+      fail("unet config: attention_resolutions entry {} is not a down-sampling factor 1..{} "
+           "(these are factors ds, not image sizes)",
+           r, max_ds);
+  if (num_head_channels == -1) {
+    positive(num_heads, "num_heads");
+  } else {
+    positive(num_head_channels, "num_head_channels");
+    for (size_t level = 0; level < channel_mult.size(); ++level)
+      if ((channel_mult[level] * model_channels) % num_head_channels)
+        fail("unet config: width {} at level {} is not divisible by num_head_channels {}",
+             channel_mult[level] * model_channels, level, num_head_channels);
+  }
+  if (num_heads_upsample != -1 && num_heads_upsample <= 0)
+    fail("unet config: num_heads_upsample must be -1 or positive, got {}", num_heads_upsample);
+}
+
+UNetConfig UNetConfig::from_json(ConfigReader& r) {
+  UNetConfig c;
+  c.image_size = r.get("image_size", c.image_size);
+  c.in_channels = r.require<int>("in_channels");
+  c.model_channels = r.require<int>("model_channels");
+  c.out_channels = r.require<int>("out_channels");
+  c.num_res_blocks = r.require<int>("num_res_blocks");
+  c.attention_resolutions = r.require<std::vector<int>>("attention_resolutions");
+  c.dropout = r.get("dropout", c.dropout);
+  c.channel_mult = r.get("channel_mult", c.channel_mult);
+  c.conv_resample = r.get("conv_resample", c.conv_resample);
+  c.num_classes = r.require<int>("num_classes");
+  c.num_heads = r.get("num_heads", c.num_heads);
+  c.num_head_channels = r.get("num_head_channels", c.num_head_channels);
+  c.num_heads_upsample = r.get("num_heads_upsample", c.num_heads_upsample);
+  c.use_scale_shift_norm = r.get("use_scale_shift_norm", c.use_scale_shift_norm);
+  c.resblock_updown = r.get("resblock_updown", c.resblock_updown);
+  c.use_new_attention_order = r.get("use_new_attention_order", c.use_new_attention_order);
+  c.use_checkpoint = r.get("use_checkpoint", c.use_checkpoint);
+  c.use_fp16 = r.get("use_fp16", c.use_fp16);
+  if (r.has("dims") && r.get("dims", 2) != 2) fail("{}: only dims = 2 is supported", r.where());
+  r.finish();
+  try {
+    c.validate();
+  } catch (const Error& e) {
+    fail("{}: {}", r.where(), e.what());
+  }
+  return c;
+}
+
+Json UNetConfig::to_json() const {
+  return Json{{"image_size", image_size},
+              {"in_channels", in_channels},
+              {"model_channels", model_channels},
+              {"out_channels", out_channels},
+              {"num_res_blocks", num_res_blocks},
+              {"attention_resolutions", attention_resolutions},
+              {"dropout", dropout},
+              {"channel_mult", channel_mult},
+              {"conv_resample", conv_resample},
+              {"num_classes", num_classes},
+              {"num_heads", num_heads},
+              {"num_head_channels", num_head_channels},
+              {"num_heads_upsample", num_heads_upsample},
+              {"use_scale_shift_norm", use_scale_shift_norm},
+              {"resblock_updown", resblock_updown},
+              {"use_new_attention_order", use_new_attention_order}};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building blocks
+
+Tensor group_norm_f32(torch::nn::GroupNorm& norm, const Tensor& x) {
+  if (x.scalar_type() == torch::kFloat32) return norm->forward(x);
+  return norm->forward(x.to(torch::kFloat32)).to(x.scalar_type());
+}
+
+namespace {
+
+torch::nn::GroupNorm normalization(int channels) {
+  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, channels).eps(1e-5));
+}
+
+torch::nn::Conv2d conv3x3(int in, int out, int stride = 1) {
+  return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1));
+}
+torch::nn::Conv2d conv1x1(int in, int out) { return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1)); }
+
+Tensor upsample_nearest2x(const Tensor& x) {
+  return F::interpolate(x, F::InterpolateFuncOptions()
+                               .scale_factor(std::vector<double>{2.0, 2.0})
+                               .mode(torch::kNearest));
+}
+Tensor avg_pool2x(const Tensor& x) { return F::avg_pool2d(x, F::AvgPool2dFuncOptions(2).stride(2)); }
+
+// input_blocks.0.0: a bare conv whose weight/bias sit directly under the layer's index.
+class InputConv : public UNetLayer {
+ public:
+  InputConv(int in, int out) {
+    torch::nn::Conv2d init = conv3x3(in, out);  // PyTorch's default initialisation
+    weight = register_parameter("weight", init->weight.detach().clone());
+    bias = register_parameter("bias", init->bias.detach().clone());
+  }
+  Tensor forward(const Tensor& x, const Tensor&, const Tensor&) override {
+    return F::conv2d(x, weight, F::Conv2dFuncOptions().bias(bias).padding(1));
+  }
+  Tensor weight, bias;
+};
+
+class Downsample : public UNetLayer {
+ public:
+  Downsample(int channels, bool use_conv, int out_channels) {
+    if (use_conv) {
+      op = register_module("op", conv3x3(channels, out_channels, 2));
+    } else if (channels != out_channels) {
+      fail("unet: average-pool downsampling cannot change channels ({} -> {})", channels, out_channels);
+    }
+  }
+  Tensor forward(const Tensor& x, const Tensor&, const Tensor&) override {
+    return op ? op->forward(x) : avg_pool2x(x);
+  }
+  torch::nn::Conv2d op{nullptr};
+};
+
+class Upsample : public UNetLayer {
+ public:
+  Upsample(int channels, bool use_conv, int out_channels) {
+    if (use_conv) conv = register_module("conv", conv3x3(channels, out_channels));
+  }
+  Tensor forward(const Tensor& x, const Tensor&, const Tensor&) override {
+    Tensor h = upsample_nearest2x(x);
+    return conv ? conv->forward(h) : h;
+  }
+  torch::nn::Conv2d conv{nullptr};
+};
+
+enum class Resample { kNone, kUp, kDown };
+
+Tensor resample(const Tensor& x, Resample mode) {
+  switch (mode) {
+    case Resample::kUp: return upsample_nearest2x(x);
+    case Resample::kDown: return avg_pool2x(x);
+    default: return x;
+  }
+}
+
+// Shared by ResBlock and SDMResBlock: the timestep projection and the skip path.
+struct ResBlockParts {
+  int channels, out_channels;
+  bool scale_shift;
+  double dropout;
+  Resample updown;
+};
+
+// guided_diffusion's ResBlock (encoder side): GroupNorm -> SiLU -> conv, timestep added or as
+// scale-shift, GroupNorm -> SiLU -> dropout -> conv, plus skip.
+class ResBlock : public UNetLayer {
+ public:
+  ResBlock(const ResBlockParts& p, int emb_channels) : p_(p) {
+    in_layers = register_module("in_layers", std::make_shared<IndexedModule>());
+    in_norm = torch::nn::GroupNorm(in_layers->add(0, normalization(p.channels).ptr()));
+    in_layers->add(1, torch::nn::SiLU().ptr());
+    in_conv = in_layers->add(2, conv3x3(p.channels, p.out_channels).ptr());
+    emb_layers = register_module("emb_layers", std::make_shared<IndexedModule>());
+    emb_layers->add(0, torch::nn::SiLU().ptr());
+    emb_linear = emb_layers->add(1, torch::nn::Linear(emb_channels, p.scale_shift ? 2 * p.out_channels : p.out_channels).ptr());
+    out_layers = register_module("out_layers", std::make_shared<IndexedModule>());
+    out_norm = torch::nn::GroupNorm(out_layers->add(0, normalization(p.out_channels).ptr()));
+    out_layers->add(1, torch::nn::SiLU().ptr());
+    out_layers->add(2, torch::nn::Dropout(p.dropout).ptr());
+    out_conv = out_layers->add(3, conv3x3(p.out_channels, p.out_channels).ptr());
+    if (p.out_channels != p.channels) skip = register_module("skip_connection", conv1x1(p.channels, p.out_channels));
+  }
+
+  Tensor forward(const Tensor& x_in, const Tensor&, const Tensor& emb) override {
+    Tensor h = torch::silu(group_norm_f32(in_norm, x_in));
+    Tensor x = x_in;
+    if (p_.updown != Resample::kNone) {  // resample between the activation and the conv
+      h = resample(h, p_.updown);
+      x = resample(x, p_.updown);
+    }
+    h = in_conv->forward(h);
+    Tensor emb_out = emb_linear->forward(torch::silu(emb)).to(h.scalar_type()).unsqueeze(-1).unsqueeze(-1);
+    if (p_.scale_shift) {
+      auto chunks = emb_out.chunk(2, 1);  // scale, shift: [N, C, 1, 1] each
+      h = group_norm_f32(out_norm, h) * (1 + chunks[0]) + chunks[1];
+    } else {
+      h = group_norm_f32(out_norm, h + emb_out);
+    }
+    h = out_conv->forward(torch::dropout(torch::silu(h), p_.dropout, is_training()));
+    return (skip ? skip->forward(x) : x) + h;
+  }
+
+ private:
+  ResBlockParts p_;
+  std::shared_ptr<IndexedModule> in_layers, emb_layers, out_layers;
+  torch::nn::GroupNorm in_norm{nullptr}, out_norm{nullptr};
+  std::shared_ptr<torch::nn::Conv2dImpl> in_conv, out_conv;
+  std::shared_ptr<torch::nn::LinearImpl> emb_linear;
+  torch::nn::Conv2d skip{nullptr};
+};
+
+// SDM's SDMResBlock (middle and decoder): as ResBlock with both norms SPADE-modulated by the
+// label map; the Sequential indices shift because the norms live outside in_layers/out_layers.
+class SDMResBlock : public UNetLayer {
+ public:
+  SDMResBlock(const ResBlockParts& p, int emb_channels, int label_channels) : p_(p) {
+    in_norm = register_module("in_norm", SPADEGroupNorm(p.channels, label_channels));
+    in_layers = register_module("in_layers", std::make_shared<IndexedModule>());
+    in_layers->add(0, torch::nn::SiLU().ptr());
+    in_conv = in_layers->add(1, conv3x3(p.channels, p.out_channels).ptr());
+    emb_layers = register_module("emb_layers", std::make_shared<IndexedModule>());
+    emb_layers->add(0, torch::nn::SiLU().ptr());
+    emb_linear = emb_layers->add(1, torch::nn::Linear(emb_channels, p.scale_shift ? 2 * p.out_channels : p.out_channels).ptr());
+    out_norm = register_module("out_norm", SPADEGroupNorm(p.out_channels, label_channels));
+    out_layers = register_module("out_layers", std::make_shared<IndexedModule>());
+    out_layers->add(0, torch::nn::SiLU().ptr());
+    out_layers->add(1, torch::nn::Dropout(p.dropout).ptr());
+    out_conv = out_layers->add(2, conv3x3(p.out_channels, p.out_channels).ptr());
+    if (p.out_channels != p.channels) skip = register_module("skip_connection", conv1x1(p.channels, p.out_channels));
+  }
+
+  Tensor forward(const Tensor& x_in, const Tensor& cond, const Tensor& emb) override {
+    Tensor h = torch::silu(in_norm->forward(x_in, cond));
+    Tensor x = x_in;
+    if (p_.updown != Resample::kNone) {
+      h = resample(h, p_.updown);
+      x = resample(x, p_.updown);
+    }
+    h = in_conv->forward(h);
+    Tensor emb_out = emb_linear->forward(torch::silu(emb)).to(h.scalar_type()).unsqueeze(-1).unsqueeze(-1);
+    if (p_.scale_shift) {
+      auto chunks = emb_out.chunk(2, 1);
+      h = out_norm->forward(h, cond) * (1 + chunks[0]) + chunks[1];
+    } else {
+      h = out_norm->forward(h + emb_out, cond);
+    }
+    h = out_conv->forward(torch::dropout(torch::silu(h), p_.dropout, is_training()));
+    return (skip ? skip->forward(x) : x) + h;
+  }
+
+ private:
+  ResBlockParts p_;
+  SPADEGroupNorm in_norm{nullptr}, out_norm{nullptr};
+  std::shared_ptr<IndexedModule> in_layers, emb_layers, out_layers;
+  std::shared_ptr<torch::nn::Conv2dImpl> in_conv, out_conv;
+  std::shared_ptr<torch::nn::LinearImpl> emb_linear;
+  torch::nn::Conv2d skip{nullptr};
+};
+
+// Self-attention over spatial positions, guided_diffusion's AttentionBlock.
+class AttentionBlock : public UNetLayer {
+ public:
+  AttentionBlock(int channels, int num_heads, int num_head_channels, bool new_order)
+      : heads_(num_head_channels == -1 ? num_heads : channels / num_head_channels), new_order_(new_order) {
+    norm = register_module("norm", normalization(channels));
+    qkv = register_module("qkv", torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, 3 * channels, 1)));
+    proj_out = register_module("proj_out", torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, channels, 1)));
+  }
+
+  Tensor forward(const Tensor& x_in, const Tensor&, const Tensor&) override {
+    const auto sizes = x_in.sizes();
+    const int64_t b = sizes[0], c = sizes[1];
+    Tensor x = x_in.reshape({b, c, -1});  // [B, C, T]
+    Tensor qkv_out = qkv->forward(group_norm_f32(norm, x));  // [B, 3C, T]
+    const int64_t length = x.size(2), ch = c / heads_;
+    Tensor q, k, v;
+    if (new_order_) {  // split q/k/v first, then heads (QKVAttention)
+      auto parts = qkv_out.chunk(3, 1);
+      q = parts[0].reshape({b * heads_, ch, length});
+      k = parts[1].reshape({b * heads_, ch, length});
+      v = parts[2].reshape({b * heads_, ch, length});
+    } else {  // heads first, then q/k/v (QKVAttentionLegacy)
+      auto parts = qkv_out.reshape({b * heads_, 3 * ch, length}).split(ch, 1);
+      q = parts[0];
+      k = parts[1];
+      v = parts[2];
+    }
+    // Scale q and k by ch^-1/4 each, as the reference does (more stable in low precision).
+    const double scale = 1.0 / std::sqrt(std::sqrt(static_cast<double>(ch)));
+    Tensor weight = torch::bmm((q * scale).transpose(1, 2), k * scale);  // [BH, T(query), S(key)]
+    weight = torch::softmax(weight.to(torch::kFloat32), -1).to(weight.scalar_type());
+    Tensor a = torch::bmm(v, weight.transpose(1, 2));  // [BH, ch, T]
+    Tensor h = proj_out->forward(a.reshape({b, -1, length}));
+    return (x + h).reshape(sizes);
+  }
+
+ private:
+  int heads_;
+  bool new_order_;
+  torch::nn::GroupNorm norm{nullptr};
+  torch::nn::Conv1d qkv{nullptr}, proj_out{nullptr};
+};
+
+// guided_diffusion's TimestepEmbedSequential: children under "0", "1", ...
+class TimestepEmbedSequential : public UNetLayer {
+ public:
+  void append(std::shared_ptr<UNetLayer> layer) {
+    layers_.push_back(register_module(std::to_string(layers_.size()), std::move(layer)));
+  }
+  Tensor forward(const Tensor& x, const Tensor& cond, const Tensor& emb) override {
+    Tensor h = x;
+    for (auto& layer : layers_) h = layer->forward(h, cond, emb);
+    return h;
+  }
+
+ private:
+  std::vector<std::shared_ptr<UNetLayer>> layers_;
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+// SPADE
+
+SPADEGroupNormImpl::SPADEGroupNormImpl(int norm_channels, int label_channels) {
+  constexpr int kHidden = 128;  // SDM's nhidden
+  norm = register_module("norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, norm_channels).eps(1e-5).affine(false)));
+  mlp_shared = register_module("mlp_shared", std::make_shared<IndexedModule>());
+  mlp_shared_conv = torch::nn::Conv2d(mlp_shared->add(0, conv3x3(label_channels, kHidden).ptr()));
+  mlp_shared->add(1, torch::nn::ReLU().ptr());
+  mlp_gamma = register_module("mlp_gamma", conv3x3(kHidden, norm_channels));
+  mlp_beta = register_module("mlp_beta", conv3x3(kHidden, norm_channels));
+}
+
+Tensor SPADEGroupNormImpl::forward(const Tensor& x, const Tensor& segmap) {
+  Tensor normalized = group_norm_f32(norm, x);
+  Tensor seg = F::interpolate(segmap.to(x.scalar_type()),
+                              F::InterpolateFuncOptions()
+                                  .size(std::vector<int64_t>{x.size(2), x.size(3)})
+                                  .mode(torch::kNearest));
+  Tensor actv = torch::relu(mlp_shared_conv->forward(seg));
+  return normalized * (1 + mlp_gamma->forward(actv)) + mlp_beta->forward(actv);
+}
+
+// ---------------------------------------------------------------------------------------------
+// UNetModel
+
+UNetModelImpl::UNetModelImpl(const UNetConfig& config) : config_(config) {
+  config_.validate();
+  const UNetConfig& c = config_;
+  const int time_embed_dim = c.model_channels * 4;
+  const int heads_up = c.num_heads_upsample == -1 ? c.num_heads : c.num_heads_upsample;
+  auto has_attention = [&](int ds) {
+    return std::find(c.attention_resolutions.begin(), c.attention_resolutions.end(), ds) !=
+           c.attention_resolutions.end();
+  };
+
+  time_embed = register_module("time_embed", std::make_shared<IndexedModule>());
+  time_embed_0 = torch::nn::Linear(time_embed->add(0, torch::nn::Linear(c.model_channels, time_embed_dim).ptr()));
+  time_embed->add(1, torch::nn::SiLU().ptr());
+  time_embed_2 = torch::nn::Linear(time_embed->add(2, torch::nn::Linear(time_embed_dim, time_embed_dim).ptr()));
+
+  input_blocks = register_module("input_blocks", torch::nn::ModuleList());
+  output_blocks = register_module("output_blocks", torch::nn::ModuleList());
+  auto add_input = [&](std::shared_ptr<TimestepEmbedSequential> block) {
+    input_blocks->push_back(block);
+    inputs_.push_back(block);
+  };
+
+  int ch = c.channel_mult[0] * c.model_channels;
+  const int input_ch = ch;
+  {
+    auto first = std::make_shared<TimestepEmbedSequential>();
+    first->append(std::make_shared<InputConv>(c.in_channels, ch));
+    add_input(first);
+  }
+  std::vector<int> input_block_chans{ch};
+  int ds = 1;
+  for (size_t level = 0; level < c.channel_mult.size(); ++level) {
+    const int mult = c.channel_mult[level];
+    for (int i = 0; i < c.num_res_blocks; ++i) {
+      auto block = std::make_shared<TimestepEmbedSequential>();
+      block->append(std::make_shared<ResBlock>(
+          ResBlockParts{ch, mult * c.model_channels, c.use_scale_shift_norm, c.dropout, Resample::kNone},
+          time_embed_dim));
+      ch = mult * c.model_channels;
+      if (has_attention(ds))
+        block->append(std::make_shared<AttentionBlock>(ch, c.num_heads, c.num_head_channels, c.use_new_attention_order));
+      add_input(block);
+      input_block_chans.push_back(ch);
+    }
+    if (level + 1 != c.channel_mult.size()) {
+      auto block = std::make_shared<TimestepEmbedSequential>();
+      if (c.resblock_updown)
+        block->append(std::make_shared<ResBlock>(
+            ResBlockParts{ch, ch, c.use_scale_shift_norm, c.dropout, Resample::kDown}, time_embed_dim));
+      else
+        block->append(std::make_shared<Downsample>(ch, c.conv_resample, ch));
+      add_input(block);
+      input_block_chans.push_back(ch);
+      ds *= 2;
+    }
+  }
+
+  {
+    auto middle = std::make_shared<TimestepEmbedSequential>();
+    const ResBlockParts parts{ch, ch, c.use_scale_shift_norm, c.dropout, Resample::kNone};
+    middle->append(std::make_shared<SDMResBlock>(parts, time_embed_dim, c.num_classes));
+    middle->append(std::make_shared<AttentionBlock>(ch, c.num_heads, c.num_head_channels, c.use_new_attention_order));
+    middle->append(std::make_shared<SDMResBlock>(parts, time_embed_dim, c.num_classes));
+    middle_block = register_module("middle_block", middle);
+  }
+
+  for (int level = static_cast<int>(c.channel_mult.size()) - 1; level >= 0; --level) {
+    const int mult = c.channel_mult[level];
+    for (int i = 0; i <= c.num_res_blocks; ++i) {
+      const int skip_ch = input_block_chans.back();
+      input_block_chans.pop_back();
+      auto block = std::make_shared<TimestepEmbedSequential>();
+      block->append(std::make_shared<SDMResBlock>(
+          ResBlockParts{ch + skip_ch, c.model_channels * mult, c.use_scale_shift_norm, c.dropout, Resample::kNone},
+          time_embed_dim, c.num_classes));
+      ch = c.model_channels * mult;
+      if (has_attention(ds))
+        block->append(std::make_shared<AttentionBlock>(ch, heads_up, c.num_head_channels, c.use_new_attention_order));
+      if (level && i == c.num_res_blocks) {
+        if (c.resblock_updown)
+          block->append(std::make_shared<SDMResBlock>(
+              ResBlockParts{ch, ch, c.use_scale_shift_norm, c.dropout, Resample::kUp}, time_embed_dim, c.num_classes));
+        else
+          block->append(std::make_shared<Upsample>(ch, c.conv_resample, ch));
+        ds /= 2;
+      }
+      output_blocks->push_back(block);
+      outputs_.push_back(block);
+    }
+  }
+
+  out = register_module("out", std::make_shared<IndexedModule>());
+  out_norm = torch::nn::GroupNorm(out->add(0, normalization(ch).ptr()));
+  out->add(1, torch::nn::SiLU().ptr());
+  out_conv = torch::nn::Conv2d(out->add(2, conv3x3(input_ch, c.out_channels).ptr()));
+}
+
+Tensor UNetModelImpl::forward(const Tensor& x, const Tensor& timesteps, const Tensor& y) {
+  const auto& c = config_;
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == c.in_channels, "unet: x must be [N, ", c.in_channels,
+              ", H, W], got ", x.sizes());
+  TORCH_CHECK(timesteps.dim() == 1 && timesteps.size(0) == x.size(0), "unet: timesteps must be [",
+              x.size(0), "], got ", timesteps.sizes());
+  TORCH_CHECK(y.dim() == 4 && y.size(0) == x.size(0) && y.size(1) == c.num_classes &&
+                  y.size(2) == x.size(2) && y.size(3) == x.size(3),
+              "unet: y must be [", x.size(0), ", ", c.num_classes, ", ", x.size(2), ", ", x.size(3),
+              "], got ", y.sizes());
+  const int64_t factor = int64_t{1} << (c.channel_mult.size() - 1);
+  TORCH_CHECK(x.size(2) % factor == 0 && x.size(3) % factor == 0, "unet: height and width must be divisible by ",
+              factor, ", got ", x.size(2), "x", x.size(3));
+
+  // Parameters decide the compute dtype (fp32, or bf16/fp16 when the model was converted).
+  const auto dtype = out_conv->weight.scalar_type();
+  Tensor emb = timestep_embedding(timesteps, c.model_channels).to(dtype);
+  emb = time_embed_2->forward(torch::silu(time_embed_0->forward(emb)));
+  Tensor cond = y.to(dtype);
+  Tensor h = x.to(dtype);
+  std::vector<Tensor> hs;
+  hs.reserve(inputs_.size());
+  for (auto& block : inputs_) {
+    h = block->forward(h, cond, emb);
+    hs.push_back(h);
+  }
+  h = middle_block->forward(h, cond, emb);
+  for (auto& block : outputs_) {
+    h = torch::cat({h, hs.back()}, 1);
+    hs.pop_back();
+    h = block->forward(h, cond, emb);
+  }
+  h = out_conv->forward(torch::silu(group_norm_f32(out_norm, h)));
+  return h.to(x.scalar_type());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Inputs
+
+Tensor timestep_embedding(const Tensor& timesteps, int dim, double max_period) {
+  const int half = dim / 2;
+  auto opts = torch::TensorOptions().dtype(torch::kFloat32).device(timesteps.device());
+  // Same op order as the reference, so the float32 rounding matches.
+  Tensor freqs = torch::exp(-std::log(max_period) * torch::arange(0, half, opts) / half);
+  Tensor args = timesteps.to(torch::kFloat32).unsqueeze(1) * freqs.unsqueeze(0);
+  Tensor emb = torch::cat({torch::cos(args), torch::sin(args)}, -1);
+  if (dim % 2) emb = torch::cat({emb, torch::zeros_like(emb.narrow(1, 0, 1))}, -1);
+  return emb;
+}
+
+Tensor instance_edges(const Tensor& instance) {
+  TORCH_CHECK(instance.dim() == 3, "instance map must be [N, H, W], got ", instance.sizes());
+  Tensor edge = torch::zeros(instance.sizes(), instance.options().dtype(torch::kBool));
+  using torch::indexing::None;
+  using torch::indexing::Slice;
+  // Horizontal neighbours: mark both pixels of a differing pair; then vertical.
+  Tensor dh = instance.index({Slice(), Slice(), Slice(1, None)}) != instance.index({Slice(), Slice(), Slice(None, -1)});
+  Tensor dv = instance.index({Slice(), Slice(1, None), Slice()}) != instance.index({Slice(), Slice(None, -1), Slice()});
+  edge.index({Slice(), Slice(), Slice(1, None)}) |= dh;
+  edge.index({Slice(), Slice(), Slice(None, -1)}) |= dh;
+  edge.index({Slice(), Slice(1, None), Slice()}) |= dv;
+  edge.index({Slice(), Slice(None, -1), Slice()}) |= dv;
+  return edge.unsqueeze(1).to(torch::kFloat32);
+}
+
+Tensor one_hot_labels(const Tensor& labels, int num_classes, int64_t ignore_label, const Tensor& instance) {
+  TORCH_CHECK(labels.dim() == 3, "label map must be [N, H, W], got ", labels.sizes());
+  Tensor l = labels.to(torch::kInt64);
+  Tensor ignored = l == ignore_label;
+  Tensor valid = (l >= 0) & (l < num_classes);
+  Tensor bad = ~(valid | ignored);
+  if (bad.any().item<bool>()) {
+    const int64_t value = l.masked_select(bad).index({0}).item<int64_t>();
+    fail("label map has value {} outside 0..{} (and is not the unlabelled value {})", value,
+         num_classes - 1, ignore_label);
+  }
+  Tensor safe = torch::where(ignored, torch::zeros_like(l), l);
+  Tensor one_hot = torch::one_hot(safe, num_classes).permute({0, 3, 1, 2}).to(torch::kFloat32);
+  one_hot = one_hot * (~ignored).unsqueeze(1).to(torch::kFloat32);
+  if (instance.defined()) one_hot = torch::cat({one_hot, instance_edges(instance)}, 1);
+  return one_hot.contiguous();
+}
+
+}  // namespace iidm
