@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what is missing on Debian 12 (as root, or with sudo), then configures and builds into
+# build/. Idempotent: with everything installed and built it only re-checks (a few seconds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  g++ make cmake ninja-build
+  libtorch-dev            # LibTorch 1.13 (CPU) with CMake config
+  libopenblas0-openmp     # without it libtorch's matmuls run on reference BLAS (~10x slower)
+  libopencv-dev libeigen3-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev
+  python3-torch python3-numpy  # tools/ (checkpoint conversion) and their tests
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+jobs=$(nproc 2>/dev/null || echo 2)
+if [ ! -f build/CMakeCache.txt ]; then
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+fi
+cmake --build build -j"$jobs"
