@@ -28,7 +28,7 @@ struct DiffusionConfig {
   bool predict_xstart = false;
   bool rescale_timesteps = false;
   bool use_kl = false;
-  bool rescale_learned_sigmas = true;
+  bool rescale_learned_sigmas = false;  // SDM's and IIDM's default
 
   MeanType mean_type() const { return predict_xstart ? MeanType::kStartX : MeanType::kEpsilon; }
   VarType var_type() const {

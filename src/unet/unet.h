@@ -23,7 +23,7 @@ struct UNetConfig {
   int num_res_blocks = 2;
   std::vector<int> attention_resolutions{};
   double dropout = 0.0;
-  std::vector<int> channel_mult{1, 2, 4, 8};
+  std::vector<double> channel_mult{1, 2, 4, 8};  // may be fractional (SDM 512: 0.5, ...)
   bool conv_resample = true;
   int num_classes = 0;  // label channels fed to SPADE (classes, + 1 with an instance-edge map)
   int num_heads = 1;
@@ -34,9 +34,20 @@ struct UNetConfig {
   bool use_new_attention_order = false;
   bool use_checkpoint = false;  // accepted for compatibility; gradient checkpointing is not used
   bool use_fp16 = false;        // accepted for compatibility; precision is chosen at run time
+  // Not a UNetModel argument: whether the last label channel is SDM's instance-edge map
+  // (create_model's no_instance = false). Decides how label maps are turned into `y`.
+  bool instance_edge = false;
+  int num_labels() const { return instance_edge ? num_classes - 1 : num_classes; }
 
   void validate() const;  // throws iidm::Error naming the bad field
   static UNetConfig from_json(ConfigReader& reader);  // reads and validates; unknown keys are errors
+  // From create_model's arguments as SDM/IIDM scripts pass them (num_channels, attention
+  // resolutions as image sizes "32,16,8", channel_mult "" = by image size, learn_sigma,
+  // no_instance, image_size an int or IIDM's [width, height]).
+  static UNetConfig from_create_model(ConfigReader& reader);
+  // Either {"create_model": {...}} or UNetModel's own arguments.
+  static UNetConfig from_any(ConfigReader& reader);
+  int width(size_t level) const { return static_cast<int>(channel_mult[level] * model_channels); }
   Json to_json() const;
 };
 
