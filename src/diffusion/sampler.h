@@ -1,7 +1,7 @@
 #pragma once
 // Samplers walk a respaced chain from `first_index` down to 0. They see the network only through
 // a ModelFn (guidance, ensembling and editing live there or in the hooks below), one algorithm per
-// file: ddpm.cpp (ancestral), ddim.cpp.
+// file: ddpm.cpp (ancestral), ddim.cpp, dpm_solver.cpp (DPM-Solver++ 2M).
 #include <torch/torch.h>
 
 #include <functional>
@@ -40,7 +40,7 @@ class Sampler {
   virtual int num_model_calls(int first_index) const { return first_index + 1; }
 };
 
-// "ddpm" | "ddim"; throws iidm::Error for unknown names.
+// "ddpm" | "ddim" | "dpm++2m"; throws iidm::Error for unknown names.
 std::unique_ptr<Sampler> make_sampler(const std::string& name);
 
 // Standard normal noise shaped like `like`, drawn on the CPU generator and moved to like's device

@@ -1,0 +1,80 @@
+#include "core/image.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "core/error.h"
+#include "core/fs.h"
+
+namespace iidm {
+
+namespace {
+cv::Mat imread_checked(const std::string& path, int flags) {
+  if (!std::filesystem::exists(path)) fail("{}: no such file", path);
+  cv::Mat image;
+  try {
+    image = cv::imread(path, flags);
+  } catch (const cv::Exception& e) {
+    fail("{}: cannot decode image: {}", path, e.what());
+  }
+  if (image.empty()) fail("{}: cannot decode image (unreadable, truncated or not an image)", path);
+  return image;
+}
+}  // namespace
+
+torch::Tensor read_image(const std::string& path, int width, int height) {
+  cv::Mat bgr = imread_checked(path, cv::IMREAD_COLOR);
+  if (width > 0 && height > 0 && (bgr.cols != width || bgr.rows != height)) {
+    const bool shrink = bgr.cols > width && bgr.rows > height;
+    cv::resize(bgr, bgr, cv::Size(width, height), 0, 0, shrink ? cv::INTER_AREA : cv::INTER_CUBIC);
+  }
+  cv::Mat rgb;
+  cv::cvtColor(bgr, rgb, cv::COLOR_BGR2RGB);
+  torch::Tensor t = torch::from_blob(rgb.data, {rgb.rows, rgb.cols, 3}, torch::kUInt8).clone();
+  return t.permute({2, 0, 1}).unsqueeze(0).to(torch::kFloat32).div(127.5).sub(1.0).contiguous();
+}
+
+void write_image(const std::string& path, const torch::Tensor& image, int jpeg_quality) {
+  torch::Tensor t = image.detach().to(torch::kCPU, torch::kFloat32);
+  if (t.dim() == 4) {
+    TORCH_CHECK(t.size(0) == 1, "write_image: one image at a time, got a batch of ", t.size(0));
+    t = t[0];
+  }
+  TORCH_CHECK(t.dim() == 3 && t.size(0) == 3, "write_image: expected [3, H, W], got ", t.sizes());
+  torch::Tensor bytes = ((t + 1.0) * 127.5).round().clamp(0, 255).to(torch::kUInt8).permute({1, 2, 0}).contiguous();
+  cv::Mat rgb(static_cast<int>(bytes.size(0)), static_cast<int>(bytes.size(1)), CV_8UC3, bytes.data_ptr());
+  cv::Mat bgr;
+  cv::cvtColor(rgb, bgr, cv::COLOR_RGB2BGR);
+  std::string ext = std::filesystem::path(path).extension().string();
+  for (auto& c : ext) c = static_cast<char>(std::tolower(c));
+  if (ext != ".png" && ext != ".jpg" && ext != ".jpeg") fail("{}: output must be .png, .jpg or .jpeg", path);
+  std::vector<uchar> encoded;
+  std::vector<int> params;
+  if (ext != ".png") params = {cv::IMWRITE_JPEG_QUALITY, jpeg_quality};
+  if (!cv::imencode(ext, bgr, encoded, params)) fail("{}: cannot encode image", path);
+  write_file_atomic(path, std::string(encoded.begin(), encoded.end()));
+}
+
+torch::Tensor read_label_map(const std::string& path, int width, int height) {
+  cv::Mat m = imread_checked(path, cv::IMREAD_UNCHANGED);
+  if (m.channels() == 3 || m.channels() == 4) {
+    std::vector<cv::Mat> channels;
+    cv::split(m, channels);
+    if (cv::countNonZero(channels[0] != channels[1]) || cv::countNonZero(channels[0] != channels[2]))
+      fail("{}: label map has colour pixels; expected a grey image whose values are class ids", path);
+    m = channels[0];
+  } else if (m.channels() != 1) {
+    fail("{}: label map has {} channels; expected 1", path, m.channels());
+  }
+  if (m.depth() != CV_8U && m.depth() != CV_16U) fail("{}: label map must be 8- or 16-bit integers", path);
+  if (width > 0 && height > 0 && (m.cols != width || m.rows != height))
+    cv::resize(m, m, cv::Size(width, height), 0, 0, cv::INTER_NEAREST);
+  cv::Mat wide;
+  m.convertTo(wide, CV_32S);
+  return torch::from_blob(wide.data, {1, wide.rows, wide.cols}, torch::kInt32).to(torch::kInt64).clone();
+}
+
+}  // namespace iidm
