@@ -84,7 +84,7 @@ TEST(Samplers, DdpmWithAnOracleEndsAtTheData) {
   GaussianDiffusion d(config("50"));
   torch::Tensor x0 = torch::rand({1, 3, 8, 8}) * 1.6 - 0.8;
   SampleOptions options;
-  options.generator = at::detail::createCPUGenerator(7);
+  options.generators = {at::detail::createCPUGenerator(7)};
   torch::Tensor out = make_sampler("ddpm")->sample(d, oracle(d, x0), torch::randn({1, 3, 8, 8}), options);
   // The last step adds no noise and the posterior mean at index 0 is x0 itself.
   EXPECT_LT((out - x0).abs().max().item<double>(), 1e-4);

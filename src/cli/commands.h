@@ -14,5 +14,8 @@ struct CommonOptions {
 
 // Returns the function that runs the sub-command (exit code) once parsing has succeeded.
 std::function<int()> add_check_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_batch_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_average_command(CLI::App& app, const CommonOptions& common);
 
 }  // namespace iidm::cli

@@ -1,5 +1,7 @@
 // The `iidm` command line: parsing lives here, at the edge; the library never sees flags.
+#include <functional>
 #include <iostream>
+#include <vector>
 
 #include "cli/commands.h"
 #include "core/error.h"
@@ -13,7 +15,12 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--device", common.device, "Device: cpu, cuda, cuda:N")->capture_default_str();
 
-  auto check = iidm::cli::add_check_command(app, common);
+  const std::vector<std::pair<std::string, std::function<int()>>> commands{
+      {"check", iidm::cli::add_check_command(app, common)},
+      {"generate", iidm::cli::add_generate_command(app, common)},
+      {"batch", iidm::cli::add_batch_command(app, common)},
+      {"average", iidm::cli::add_average_command(app, common)},
+  };
 
   try {
     app.parse(argc, argv);
@@ -22,7 +29,8 @@ int main(int argc, char** argv) {
   }
   try {
     iidm::configure_threads(common.threads);
-    if (app.got_subcommand("check")) return check();
+    for (const auto& [name, run] : commands)
+      if (app.got_subcommand(name)) return run();
   } catch (const iidm::Error& e) {
     std::cerr << "error: " << e.what() << "\n";
     return 1;

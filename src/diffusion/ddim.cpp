@@ -32,7 +32,7 @@ class DDIMSampler : public Sampler {
     torch::NoGradGuard no_grad;
     for (int i = first; i >= 0; --i) {
       Tensor index = torch::full({x.size(0)}, i, torch::kInt64);
-      Tensor noise = (o.eta != 0.0 && i > 0) ? randn_like_on_cpu(x, o.generator) : Tensor();
+      Tensor noise = (o.eta != 0.0 && i > 0) ? randn_like_on_cpu(x, o.generators) : Tensor();
       x = ddim_step(diffusion, model, x, index, o.clip_denoised, o.eta, noise, o.denoised_fn).sample;
       if (o.after_step) x = o.after_step(x, i);
       if (o.on_progress) o.on_progress(first - i + 1, first + 1);

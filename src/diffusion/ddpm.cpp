@@ -26,7 +26,7 @@ class DDPMSampler : public Sampler {
     torch::NoGradGuard no_grad;
     for (int i = first; i >= 0; --i) {
       Tensor index = torch::full({x.size(0)}, i, torch::kInt64);
-      Tensor noise = i > 0 ? randn_like_on_cpu(x, o.generator) : Tensor();
+      Tensor noise = i > 0 ? randn_like_on_cpu(x, o.generators) : Tensor();
       x = ddpm_step(diffusion, model, x, index, o.clip_denoised, noise, o.denoised_fn).sample;
       if (o.after_step) x = o.after_step(x, i);
       if (o.on_progress) o.on_progress(first - i + 1, first + 1);

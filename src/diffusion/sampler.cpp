@@ -15,8 +15,18 @@ std::unique_ptr<Sampler> make_sampler(const std::string& name) {
   fail("unknown sampler '{}' (expected ddpm, ddim or dpm++2m)", name);
 }
 
-torch::Tensor randn_like_on_cpu(const torch::Tensor& like, c10::optional<at::Generator> generator) {
-  return torch::randn(like.sizes(), generator, torch::TensorOptions().dtype(torch::kFloat32)).to(like.options());
+torch::Tensor randn_like_on_cpu(const torch::Tensor& like, const std::vector<at::Generator>& generators) {
+  const auto options = torch::TensorOptions().dtype(torch::kFloat32);
+  if (generators.size() <= 1) {
+    c10::optional<at::Generator> g;
+    if (!generators.empty()) g = generators[0];
+    return torch::randn(like.sizes(), g, options).to(like.options());
+  }
+  TORCH_CHECK(static_cast<int64_t>(generators.size()) == like.size(0), "noise: ", generators.size(),
+              " generators for a batch of ", like.size(0));
+  std::vector<torch::Tensor> items;
+  for (const auto& g : generators) items.push_back(torch::randn(like.sizes().slice(1), g, options));
+  return torch::stack(items).to(like.options());
 }
 
 }  // namespace iidm

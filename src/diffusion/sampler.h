@@ -20,7 +20,9 @@ struct SampleOptions {
   int first_index = -1;        // respaced index of the first step; -1 = K-1 (start from pure noise)
   bool clip_denoised = true;   // clamp x0 predictions to [-1, 1] (pixel space; not for latents)
   double eta = 0.0;            // DDIM only: 0 is deterministic, 1 is DDPM-like
-  c10::optional<at::Generator> generator;  // CPU generator for the step noise (device-independent)
+  // CPU generators for the step noise: none (global RNG), one for the whole batch, or one per
+  // batch item, so an image's noise does not depend on which other images share its batch.
+  std::vector<at::Generator> generators;
   // Applied to each x0 prediction before clipping.
   std::function<torch::Tensor(const torch::Tensor&)> denoised_fn;
   // Called after each step with the new sample; may return a replacement (editing uses it to
@@ -43,9 +45,9 @@ class Sampler {
 // "ddpm" | "ddim" | "dpm++2m"; throws iidm::Error for unknown names.
 std::unique_ptr<Sampler> make_sampler(const std::string& name);
 
-// Standard normal noise shaped like `like`, drawn on the CPU generator and moved to like's device
-// and dtype, so a seed reproduces the same numbers on any device.
-torch::Tensor randn_like_on_cpu(const torch::Tensor& like, c10::optional<at::Generator> generator);
+// Standard normal noise shaped like `like`, drawn on CPU generators (see SampleOptions) and moved
+// to like's device and dtype, so a seed reproduces the same numbers on any device.
+torch::Tensor randn_like_on_cpu(const torch::Tensor& like, const std::vector<at::Generator>& generators);
 
 // Single steps, exposed for tests and for samplers built on them. `noise` may be undefined when
 // the step adds none.

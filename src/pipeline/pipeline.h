@@ -1,0 +1,92 @@
+#pragma once
+// The generation pipeline shared by IIDM (latent, style reference) and SDM (pixel) modes:
+// stages run one after the other, each starting from the previous output (refinement), with an
+// optional colour transfer toward the ORIGINAL reference in between; the denoiser may ensemble
+// several U-Nets; an edit mask regenerates only a region (known-region replacement each step).
+#include <torch/torch.h>
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "autoencoder/autoencoder.h"
+#include "pipeline/model_config.h"
+#include "pipeline/stage.h"
+#include "unet/unet.h"
+
+namespace iidm {
+
+struct PipelineOptions {
+  torch::Device device = torch::kCPU;
+  torch::ScalarType precision = torch::kFloat32;  // bf16 runs the networks in bfloat16 (sampler maths stays fp32)
+  bool channels_last = false;                      // NHWC convolutions (fastest with bf16 on AMX CPUs)
+  bool batched_guidance = true;                    // cond + uncond in one forward
+  int64_t ignore_label = 255;                      // "unlabelled" (sparse layouts): zero one-hot vector
+};
+
+// Files that make up a model: the config, one or more U-Net weights (per-step ensemble with
+// weights) and, for latent models, the autoencoder weights.
+struct ModelFiles {
+  std::string config;
+  std::vector<std::string> unets;
+  std::vector<double> unet_weights;  // empty: uniform
+  std::string autoencoder;
+};
+
+// One image to generate. Tensors are on the CPU at the output resolution.
+struct GenerationItem {
+  std::string name;          // for messages
+  torch::Tensor labels;      // [H, W] int64 class ids (ignore_label = unlabelled)
+  torch::Tensor start;       // [3, H, W] in [-1, 1]: the style reference (IIDM) or the image to edit / refine
+  torch::Tensor edit_mask;   // optional [H, W] in {0, 1}: 1 = regenerate, 0 = keep `start`
+  torch::Tensor instance;    // optional [H, W] instance ids (models with an instance-edge channel)
+  uint64_t seed = 0;
+};
+
+struct GenerationResult {
+  torch::Tensor images;  // [B, 3, H, W] in [-1, 1], CPU float32
+  int64_t unet_forwards_per_image = 0;
+  int64_t denoising_steps = 0;
+  // The model timesteps each stage visited, in order (for checking presets against the reference).
+  std::vector<std::vector<int64_t>> stage_timesteps;
+};
+
+class Pipeline {
+ public:
+  Pipeline(ModelConfig config, std::vector<UNetModel> unets, std::vector<double> weights, Autoencoder autoencoder,
+           PipelineOptions options);
+  static Pipeline load(const ModelFiles& files, const PipelineOptions& options);
+
+  const ModelConfig& config() const { return config_; }
+  bool latent() const { return static_cast<bool>(autoencoder_); }
+  // Height and width must be multiples of this.
+  int size_multiple() const;
+
+  using Progress = std::function<void(int stage, int step, int steps)>;
+  // Generates a batch. All items share the size; a stage with strength < 1 needs `start`.
+  GenerationResult generate(const std::vector<GenerationItem>& items, const std::vector<Stage>& stages,
+                            const Progress& progress = {});
+
+ private:
+  torch::Tensor encode(const torch::Tensor& images);
+  torch::Tensor decode(const torch::Tensor& latents);
+
+  ModelConfig config_;
+  std::vector<UNetModel> unets_;
+  std::vector<double> weights_;
+  Autoencoder autoencoder_{nullptr};
+  PipelineOptions options_;
+};
+
+// Nearest-neighbour resize of integer maps [N, H, W] with PIL's sampling (pixel centres), as
+// the references resize label maps.
+torch::Tensor resize_labels_nearest(const torch::Tensor& labels, int64_t height, int64_t width);
+
+// Puts a module on a device / dtype / memory format for inference.
+void prepare_for_inference(torch::nn::Module& module, const PipelineOptions& options);
+
+// A per-image seed from the run seed and the image's name, so any subset (a shard, a resumed run)
+// reproduces the same image.
+uint64_t derive_seed(uint64_t seed, const std::string& name);
+
+}  // namespace iidm
