@@ -168,6 +168,16 @@ std::function<int()> add_batch_command(CLI::App& app, const CommonOptions& commo
     for (size_t b = 0; b < batches.size(); ++b)
       if (static_cast<int>(b % shard.count) == shard.index) mine.push_back(batches[b]);
     auto output_of = [&](const Item& it) { return (fs::path(args->out) / (it.stem + "." + args->ext)).string(); };
+    // A killed run can leave `<output>.tmp.<pid>` behind (never a broken output): this shard's own
+    // leftovers are removed; other shards' items are never touched.
+    std::set<std::string> my_outputs;
+    for (const auto& batch : mine)
+      for (const auto& it : batch) my_outputs.insert(fs::path(output_of(it)).filename().string());
+    for (const auto& e : fs::directory_iterator(args->out)) {
+      const std::string name = e.path().filename().string();
+      const auto tmp = name.find(".tmp.");
+      if (tmp != std::string::npos && my_outputs.count(name.substr(0, tmp))) fs::remove(e.path());
+    }
     int64_t to_do = 0, skipped = 0;
     for (const auto& batch : mine)
       for (const auto& it : batch) (fs::exists(output_of(it)) ? skipped : to_do)++;
