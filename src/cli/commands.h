@@ -17,5 +17,6 @@ std::function<int()> add_check_command(CLI::App& app, const CommonOptions& commo
 std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& common);
 std::function<int()> add_batch_command(CLI::App& app, const CommonOptions& common);
 std::function<int()> add_average_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_make_data_command(CLI::App& app, const CommonOptions& common);
 
 }  // namespace iidm::cli

@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
       {"generate", iidm::cli::add_generate_command(app, common)},
       {"batch", iidm::cli::add_batch_command(app, common)},
       {"average", iidm::cli::add_average_command(app, common)},
+      {"make-data", iidm::cli::add_make_data_command(app, common)},
   };
 
   try {

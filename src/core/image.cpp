@@ -71,7 +71,7 @@ torch::Tensor read_label_map(const std::string& path, int width, int height) {
   }
   if (m.depth() != CV_8U && m.depth() != CV_16U) fail("{}: label map must be 8- or 16-bit integers", path);
   if (width > 0 && height > 0 && (m.cols != width || m.rows != height))
-    cv::resize(m, m, cv::Size(width, height), 0, 0, cv::INTER_NEAREST);
+    cv::resize(m, m, cv::Size(width, height), 0, 0, cv::INTER_NEAREST_EXACT);  // pixel centres, as PIL
   cv::Mat wide;
   m.convertTo(wide, CV_32S);
   return torch::from_blob(wide.data, {1, wide.rows, wide.cols}, torch::kInt32).to(torch::kInt64).clone();
