@@ -17,7 +17,7 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
   auto* cmd = app.add_subcommand("generate", "Generate an image from a label map (and a style reference in IIDM mode)");
   struct Args {
     GenerationOptions gen;
-    std::string mask, style, out, edit_mask;
+    std::string mask, style, out, edit_mask, instance;
     int samples = 1, width = 0, height = 0;
   };
   auto args = std::make_shared<Args>();
@@ -31,6 +31,9 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
   cmd->add_option("--height", args->height, "Output height (default: the mask's)")->check(CLI::PositiveNumber);
   cmd->add_option("--edit-mask", args->edit_mask,
                   "Semantic editing: a grey PNG, white = regenerate under --mask, black = keep --style unchanged")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--instance", args->instance,
+                  "Instance-id map (16-bit or 8-bit PNG) for models with SDM's instance-edge channel (Cityscapes, CelebA)")
       ->check(CLI::ExistingFile);
   args->gen.add_to(cmd);
   return [args, &common]() {
@@ -47,6 +50,9 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
       if (!start.defined()) fail("--edit-mask needs the image to edit as --style");
       edit = (read_label_map(args->edit_mask, static_cast<int>(W), static_cast<int>(H))[0] > 127).to(torch::kFloat32);
     }
+    Tensor instance;
+    if (!args->instance.empty())
+      instance = read_label_map(args->instance, static_cast<int>(W), static_cast<int>(H))[0];
     std::vector<GenerationItem> items;
     const std::string stem = fs::path(args->out).stem().string();
     for (int i = 0; i < args->samples; ++i) {
@@ -55,6 +61,7 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
       item.labels = labels;
       item.start = start;
       item.edit_mask = edit;
+      item.instance = instance;
       item.seed = derive_seed(args->gen.seed, item.name);
       items.push_back(item);
     }

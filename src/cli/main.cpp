@@ -21,6 +21,7 @@ int main(int argc, char** argv) {
       {"batch", iidm::cli::add_batch_command(app, common)},
       {"average", iidm::cli::add_average_command(app, common)},
       {"make-data", iidm::cli::add_make_data_command(app, common)},
+      {"train-unet", iidm::cli::add_train_unet_command(app, common)},
   };
 
   try {
