@@ -4,16 +4,14 @@
 #include "autoencoder/autoencoder.h"
 #include "core/state_dict.h"
 #include "test_util.h"
+#include "tiny_models.h"
 #include "unet/unet.h"
 
 namespace iidm {
 namespace {
 
 // The reference zero-initialises output convs; random weights everywhere exercise every layer.
-void randomize(torch::nn::Module& module) {
-  torch::NoGradGuard no_grad;
-  for (auto& p : module.parameters()) p.uniform_(-0.1, 0.1);
-}
+using test::randomize;
 
 UNetConfig tiny_unet(bool scale_shift = true, bool updown = true) {
   UNetConfig c;

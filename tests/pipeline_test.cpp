@@ -9,6 +9,7 @@
 #include "pipeline/denoiser.h"
 #include "pipeline/ensemble.h"
 #include "test_util.h"
+#include "tiny_models.h"
 
 namespace iidm {
 namespace {
@@ -26,8 +27,7 @@ UNetModel random_unet(uint64_t seed) {
   c.use_scale_shift_norm = true;
   c.resblock_updown = true;
   UNetModel model(c);
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) p.uniform_(-0.1, 0.1);
+  test::randomize(*model);
   model->eval();
   return model;
 }

@@ -46,13 +46,7 @@ DDConfig DDConfig::from_json(ConfigReader& r) {
   c.tanh_out = r.get("tanh_out", c.tanh_out);
   const std::string attn_type = r.get<std::string>("attn_type", "vanilla");
   if (attn_type != "vanilla") fail("{}: attn_type '{}' is not supported (only 'vanilla')", r.where(), attn_type);
-  r.finish();
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    fail("{}: {}", r.where(), e.what());
-  }
-  return c;
+  return r.validated(c);
 }
 
 Json DDConfig::to_json() const {
@@ -87,13 +81,7 @@ AutoencoderConfig AutoencoderConfig::from_json(ConfigReader& r) {
   c.embed_dim = r.require<int>("embed_dim");
   c.n_embed = r.get("n_embed", c.n_embed);
   c.scale_factor = r.get("scale_factor", c.scale_factor);
-  r.finish();
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    fail("{}: {}", r.where(), e.what());
-  }
-  return c;
+  return r.validated(c);
 }
 
 Json AutoencoderConfig::to_json() const {

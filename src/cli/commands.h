@@ -19,5 +19,6 @@ std::function<int()> add_batch_command(CLI::App& app, const CommonOptions& commo
 std::function<int()> add_average_command(CLI::App& app, const CommonOptions& common);
 std::function<int()> add_make_data_command(CLI::App& app, const CommonOptions& common);
 std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_distill_command(CLI::App& app, const CommonOptions& common);
 
 }  // namespace iidm::cli

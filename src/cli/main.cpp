@@ -22,6 +22,7 @@ int main(int argc, char** argv) {
       {"average", iidm::cli::add_average_command(app, common)},
       {"make-data", iidm::cli::add_make_data_command(app, common)},
       {"train-unet", iidm::cli::add_train_unet_command(app, common)},
+      {"distill", iidm::cli::add_distill_command(app, common)},
   };
 
   try {

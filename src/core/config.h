@@ -44,6 +44,17 @@ class ConfigReader {
   void ignore(std::initializer_list<const char*> keys);
   // Throws if any key was never read.
   void finish() const;
+  // finish(), then config.validate() with this reader's source named in any error.
+  template <typename Config>
+  Config validated(Config config) const {
+    finish();
+    try {
+      config.validate();
+    } catch (const Error& e) {
+      fail("{}: {}", where_, e.what());
+    }
+    return config;
+  }
 
  private:
   template <typename T>

@@ -31,13 +31,7 @@ DiffusionConfig DiffusionConfig::from_json(ConfigReader& r) {
   c.rescale_timesteps = r.get("rescale_timesteps", c.rescale_timesteps);
   c.use_kl = r.get("use_kl", c.use_kl);
   c.rescale_learned_sigmas = r.get("rescale_learned_sigmas", c.rescale_learned_sigmas);
-  r.finish();
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    fail("{}: {}", r.where(), e.what());
-  }
-  return c;
+  return r.validated(c);
 }
 
 Json DiffusionConfig::to_json() const {

@@ -31,13 +31,7 @@ ModelConfig ModelConfig::from_json(ConfigReader& r) {
     auto ae = r.child("autoencoder");
     c.autoencoder = AutoencoderConfig::from_json(ae);
   }
-  r.finish();
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    fail("{}: {}", r.where(), e.what());
-  }
-  return c;
+  return r.validated(c);
 }
 
 ModelConfig ModelConfig::from_file(const std::string& path) {

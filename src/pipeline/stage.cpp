@@ -39,13 +39,7 @@ Stage Stage::from_json(ConfigReader& r) {
     s.clip_denoised = v.is_boolean() ? (v.get<bool>() ? "true" : "false") : r.get<std::string>("clip_denoised", "auto");
   }
   r.ignore({"clip_denoised"});
-  r.finish();
-  try {
-    s.validate();
-  } catch (const Error& e) {
-    fail("{}: {}", r.where(), e.what());
-  }
-  return s;
+  return r.validated(s);
 }
 
 Json Stage::to_json() const {

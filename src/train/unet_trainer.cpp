@@ -83,13 +83,7 @@ UNetTrainConfig UNetTrainConfig::from_json(ConfigReader& r) {
   c.sparse_share = r.get("sparse_share", c.sparse_share);
   c.ignore_label = r.get("ignore_label", c.ignore_label);
   c.seed = r.get("seed", c.seed);
-  r.finish();
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    fail("{}: {}", r.where(), e.what());
-  }
-  return c;
+  return r.validated(c);
 }
 
 Json UNetTrainConfig::to_json() const {

@@ -71,13 +71,7 @@ UNetConfig UNetConfig::from_json(ConfigReader& r) {
   c.use_fp16 = r.get("use_fp16", c.use_fp16);
   c.instance_edge = r.get("instance_edge", c.instance_edge);
   if (r.has("dims") && r.get("dims", 2) != 2) fail("{}: only dims = 2 is supported", r.where());
-  r.finish();
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    fail("{}: {}", r.where(), e.what());
-  }
-  return c;
+  return r.validated(c);
 }
 
 namespace {
@@ -145,13 +139,7 @@ UNetConfig UNetConfig::from_create_model(ConfigReader& r) {
   c.use_fp16 = r.get("use_fp16", false);
   c.use_checkpoint = r.get("use_checkpoint", false);
   c.use_new_attention_order = r.get("use_new_attention_order", false);
-  r.finish();
-  try {
-    c.validate();
-  } catch (const Error& e) {
-    fail("{}: {}", r.where(), e.what());
-  }
-  return c;
+  return r.validated(c);
 }
 
 UNetConfig UNetConfig::from_any(ConfigReader& r) {
