@@ -68,7 +68,7 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
     fmt::print(stderr, "generating {} image(s) {}x{}: {}\n", items.size(), W, H, describe(stages));
     ProgressBar bar("denoising", 0);
     int64_t total_steps = 0;
-    for (const auto& s : stages) total_steps += plan_stage(s, static_cast<int>(space_timesteps(1000, s.respacing).size())).steps;
+    for (const auto& s : stages) total_steps += plan_stage(s, static_cast<int>(space_timesteps(pipeline.config().diffusion.steps, s.respacing).size())).steps;
     bar.reset(total_steps);
     int64_t done_before = 0, last_stage = -1, last_done = 0;
     GenerationResult result = pipeline.generate(items, stages, [&](int stage, int done, int total) {

@@ -177,7 +177,7 @@ GenerationResult Pipeline::generate(const std::vector<GenerationItem>& items, co
   std::map<std::string, std::unique_ptr<GaussianDiffusion>> chains;
   for (size_t s = 0; s < stages.size(); ++s) {
     const Stage& stage = stages[s];
-    stage.validate();
+    stage.validate(config_.diffusion.steps);
     if (!chains.count(stage.respacing)) {
       DiffusionConfig dc = config_.diffusion;
       dc.timestep_respacing = stage.respacing;

@@ -9,8 +9,8 @@
 
 namespace iidm {
 
-void Stage::validate() const {
-  const int K = static_cast<int>(space_timesteps(1000, respacing).size());
+void Stage::validate(int num_timesteps) const {
+  const int K = static_cast<int>(space_timesteps(num_timesteps, respacing).size());
   make_sampler(sampler);
   parse_color_transfer(color_transfer);
   if (start_index < 0 && !(strength > 0 && strength <= 1))

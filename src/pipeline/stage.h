@@ -25,7 +25,8 @@ struct Stage {
   // "auto" picks by mode.
   std::string clip_denoised = "auto";
 
-  void validate() const;
+  // num_timesteps: the model's diffusion chain the respacing applies to.
+  void validate(int num_timesteps = 1000) const;
   static Stage from_json(ConfigReader& reader);
   Json to_json() const;
 };

@@ -39,8 +39,8 @@ class Distiller {
   void export_teacher(const std::string& path) const;
   UNetModel& teacher() { return teacher_; }
 
-  // One distillation loss on a batch, for tests: the student's x0 error against the two-step
-  // teacher target, SNR-truncated weighting, averaged.
+  // One distillation loss on a batch: the student's epsilon error against the epsilon that gives
+  // the two-step teacher target in one step (the SNR-weighted x0 error), averaged.
   torch::Tensor loss(UNetModel& student, const torch::Tensor& x0, const torch::Tensor& y, const torch::Tensor& index,
                      const torch::Tensor& noise);
 
