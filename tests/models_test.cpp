@@ -14,15 +14,7 @@ namespace {
 using test::randomize;
 
 UNetConfig tiny_unet(bool scale_shift = true, bool updown = true) {
-  UNetConfig c;
-  c.in_channels = 3;
-  c.model_channels = 32;
-  c.out_channels = 6;
-  c.num_res_blocks = 1;
-  c.attention_resolutions = {2};
-  c.channel_mult = {1, 2};
-  c.num_classes = 4;
-  c.num_head_channels = 16;
+  UNetConfig c = test::tiny_unet_config();
   c.use_scale_shift_norm = scale_shift;
   c.resblock_updown = updown;
   return c;

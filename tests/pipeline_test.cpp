@@ -16,16 +16,7 @@ namespace {
 
 UNetModel random_unet(uint64_t seed) {
   torch::manual_seed(seed);
-  UNetConfig c;
-  c.model_channels = 32;
-  c.out_channels = 6;
-  c.num_res_blocks = 1;
-  c.attention_resolutions = {2};
-  c.channel_mult = {1, 2};
-  c.num_classes = 4;
-  c.num_head_channels = 16;
-  c.use_scale_shift_norm = true;
-  c.resblock_updown = true;
+  UNetConfig c = test::tiny_unet_config();
   UNetModel model(c);
   test::randomize(*model);
   model->eval();

@@ -22,6 +22,22 @@ inline void randomize(torch::nn::Module& module, double range = 0.1) {
   for (auto& p : module.parameters()) p.uniform_(-range, range);
 }
 
+// A 2-level U-Net with every optional block on (scale-shift, resblock up/down, attention, learned sigma).
+inline UNetConfig tiny_unet_config(int num_classes = 4) {
+  UNetConfig c;
+  c.in_channels = 3;
+  c.model_channels = 32;
+  c.out_channels = 6;
+  c.num_res_blocks = 1;
+  c.attention_resolutions = {2};
+  c.channel_mult = {1, 2};
+  c.num_classes = num_classes;
+  c.num_head_channels = 16;
+  c.use_scale_shift_norm = true;
+  c.resblock_updown = true;
+  return c;
+}
+
 // latent = true: IIDM-like (VQ autoencoder, multiples of 4); false: SDM-like pixel model.
 inline TinyModel write_tiny_model(const TempDir& dir, bool latent, uint64_t seed = 0) {
   const std::string unet = R"("unet": {"in_channels": 3, "model_channels": 32, "out_channels": 6, "num_res_blocks": 1,

@@ -3,7 +3,6 @@
 // outputs are skipped; files appear atomically), shardable (every shard computes whole batches, so
 // any sharding reproduces the single run byte for byte), bad items reported while the rest goes on.
 #include <chrono>
-#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -13,6 +12,7 @@
 #include "core/fs.h"
 #include "core/image.h"
 #include "core/progress.h"
+#include "core/runtime.h"
 
 namespace iidm::cli {
 namespace fs = std::filesystem;
@@ -40,22 +40,12 @@ Shard parse_shard(const std::string& text) {
 
 // Slurm array jobs or torchrun-style variables, when --shard is not given.
 Shard shard_from_environment() {
-  auto get = [](const char* name) -> const char* { return std::getenv(name); };
-  auto number = [](const char* name, const char* value) {
-    try {
-      return std::stoi(value);
-    } catch (const std::exception&) {
-      fail("${}='{}' is not an integer", name, value);
-    }
-  };
-  if (get("SLURM_ARRAY_TASK_ID") && get("SLURM_ARRAY_TASK_COUNT")) {
-    Shard s{number("SLURM_ARRAY_TASK_ID", get("SLURM_ARRAY_TASK_ID")),
-            number("SLURM_ARRAY_TASK_COUNT", get("SLURM_ARRAY_TASK_COUNT"))};
-    if (const char* min = get("SLURM_ARRAY_TASK_MIN")) s.index -= number("SLURM_ARRAY_TASK_MIN", min);
-    return parse_shard(fmt::format("{}/{}", s.index, s.count));
+  if (auto id = env_int("SLURM_ARRAY_TASK_ID"), count = env_int("SLURM_ARRAY_TASK_COUNT"); id && count) {
+    const int first = env_int("SLURM_ARRAY_TASK_MIN").value_or(0);
+    return parse_shard(fmt::format("{}/{}", *id - first, *count));
   }
-  if (get("RANK") && get("WORLD_SIZE"))
-    return parse_shard(fmt::format("{}/{}", number("RANK", get("RANK")), number("WORLD_SIZE", get("WORLD_SIZE"))));
+  if (auto rank = env_int("RANK"), world = env_int("WORLD_SIZE"); rank && world)
+    return parse_shard(fmt::format("{}/{}", *rank, *world));
   return {};
 }
 

@@ -28,14 +28,21 @@ torch::ScalarType parse_precision(const std::string& name) {
   fail("unknown precision '{}' (expected fp32, bf16 or fp16)", name);
 }
 
+std::optional<int> env_int(const char* name) {
+  const char* value = std::getenv(name);
+  if (!value) return std::nullopt;
+  char* end = nullptr;
+  const long v = std::strtol(value, &end, 10);
+  if (!*value || !end || *end) fail("${}='{}' is not an integer", name, value);
+  return static_cast<int>(v);
+}
+
 int configure_threads(int requested) {
   int threads = requested;
   if (threads <= 0) {
-    if (const char* env = std::getenv("IIDM_THREADS")) {
-      char* end = nullptr;
-      const long v = std::strtol(env, &end, 10);
-      if (!end || *end || v <= 0) fail("IIDM_THREADS='{}' is not a positive integer", env);
-      threads = static_cast<int>(v);
+    if (auto env = env_int("IIDM_THREADS")) {
+      if (*env <= 0) fail("IIDM_THREADS={} is not a positive integer", *env);
+      threads = *env;
     }
   }
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());

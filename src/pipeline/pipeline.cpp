@@ -172,6 +172,8 @@ GenerationResult Pipeline::generate(const std::vector<GenerationItem>& items, co
   std::vector<EnsembleMember> members;
   for (size_t i = 0; i < unets_.size(); ++i) members.push_back({unets_[i], weights_[i]});
 
+  // The image being edited, in the space the sampler works in: encoded once for all stages.
+  const Tensor known = editing ? (latent() ? encode(original) : original.to(options_.device)) : Tensor();
   GenerationResult result;
   Tensor current = original;  // pixel images between stages
   std::map<std::string, std::unique_ptr<GaussianDiffusion>> chains;
@@ -208,7 +210,6 @@ GenerationResult Pipeline::generate(const std::vector<GenerationItem>& items, co
       clean = latent() ? encode(current) : current.to(options_.device);
       x = chain.q_sample(clean, index, randn_like_on_cpu(clean, generators));
     }
-    Tensor known = editing ? (latent() ? encode(original) : original.to(options_.device)) : Tensor();
 
     Denoiser denoiser(members, GuidanceOptions{stage.guidance, options_.batched_guidance}, C);
     ModelFn bound = denoiser.bind(y);

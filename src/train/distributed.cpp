@@ -6,32 +6,25 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "core/runtime.h"
 
 namespace iidm {
 
 std::optional<DistributedEnv> DistributedEnv::from_environment() {
-  auto get = [](const char* name) -> const char* { return std::getenv(name); };
-  auto number = [](const char* name, const char* value) {
-    try {
-      return std::stoi(value);
-    } catch (const std::exception&) {
-      fail("${}='{}' is not an integer", name, value);
-    }
-  };
   DistributedEnv env;
-  if (get("RANK") && get("WORLD_SIZE")) {
-    env.rank = number("RANK", get("RANK"));
-    env.world_size = number("WORLD_SIZE", get("WORLD_SIZE"));
-  } else if (get("SLURM_PROCID") && get("SLURM_NTASKS")) {
-    env.rank = number("SLURM_PROCID", get("SLURM_PROCID"));
-    env.world_size = number("SLURM_NTASKS", get("SLURM_NTASKS"));
+  if (auto rank = env_int("RANK"), world = env_int("WORLD_SIZE"); rank && world) {
+    env.rank = *rank;
+    env.world_size = *world;
+  } else if (auto procid = env_int("SLURM_PROCID"), tasks = env_int("SLURM_NTASKS"); procid && tasks) {
+    env.rank = *procid;
+    env.world_size = *tasks;
   } else {
     return std::nullopt;
   }
   if (env.world_size < 1 || env.rank < 0 || env.rank >= env.world_size)
     fail("distributed: rank {} is not in 0..{}", env.rank, env.world_size - 1);
-  if (const char* addr = get("MASTER_ADDR")) env.master_addr = addr;
-  if (const char* port = get("MASTER_PORT")) env.master_port = number("MASTER_PORT", port);
+  if (const char* addr = std::getenv("MASTER_ADDR")) env.master_addr = addr;
+  env.master_port = env_int("MASTER_PORT").value_or(env.master_port);
   if (env.world_size == 1) return std::nullopt;
   return env;
 }
