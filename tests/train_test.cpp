@@ -56,6 +56,23 @@ TEST(Training, LossFallsOnGeneratedLandscapes) {
   EXPECT_LT(last, 0.7 * first) << "first " << first << " last " << last;
 }
 
+TEST(Training, Bf16OnCropsLossFalls) {
+  test::TempDir dir;
+  const auto model = test::write_tiny_model(dir, false);
+  UNetTrainConfig c = small_config();
+  c.bf16 = true;
+  c.crop = 16;
+  UNetTrainer trainer(ModelConfig::from_file(model.config), c, landscapes(16));
+  std::vector<double> losses;
+  for (int i = 0; i < 40; ++i) losses.push_back(trainer.train_step().loss);
+  const double first = (losses[0] + losses[1] + losses[2] + losses[3] + losses[4]) / 5;
+  const double last = (losses[35] + losses[36] + losses[37] + losses[38] + losses[39]) / 5;
+  EXPECT_LT(last, 0.7 * first) << "first " << first << " last " << last;
+  for (const auto& p : trainer.model()->parameters()) ASSERT_EQ(p.scalar_type(), torch::kFloat32);
+  c.crop = 25;
+  test::expect_error([&] { UNetTrainer(ModelConfig::from_file(model.config), c, landscapes(2)); }, {"crop 25"});
+}
+
 TEST(Training, ResumedRunEqualsUninterruptedRun) {
   test::TempDir dir;
   const auto model = test::write_tiny_model(dir, false);

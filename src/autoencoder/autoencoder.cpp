@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/norm.h"
 
 namespace iidm {
 namespace F = torch::nn::functional;
@@ -22,9 +23,11 @@ void DDConfig::validate() const {
   positive(ch, "ch");
   positive(num_res_blocks, "num_res_blocks");
   if (ch_mult.empty()) fail("ddconfig: ch_mult is empty");
+  positive(norm_groups, "norm_groups");
+  if (ch % norm_groups) fail("ddconfig: ch {} is not divisible by {} groups", ch, norm_groups);
   for (int m : ch_mult) {
     positive(m, "each ch_mult entry");
-    if ((m * ch) % 32) fail("ddconfig: channel width {} x {} is not divisible by 32 groups", m, ch);
+    if ((m * ch) % norm_groups) fail("ddconfig: channel width {} x {} is not divisible by {} groups", m, ch, norm_groups);
   }
   if (dropout < 0 || dropout >= 1) fail("ddconfig: dropout must be in [0, 1), got {}", dropout);
 }
@@ -44,6 +47,7 @@ DDConfig DDConfig::from_json(ConfigReader& r) {
   c.resamp_with_conv = r.get("resamp_with_conv", c.resamp_with_conv);
   c.give_pre_end = r.get("give_pre_end", c.give_pre_end);
   c.tanh_out = r.get("tanh_out", c.tanh_out);
+  c.norm_groups = r.get("norm_groups", c.norm_groups);
   const std::string attn_type = r.get<std::string>("attn_type", "vanilla");
   if (attn_type != "vanilla") fail("{}: attn_type '{}' is not supported (only 'vanilla')", r.where(), attn_type);
   return r.validated(c);
@@ -55,7 +59,7 @@ Json DDConfig::to_json() const {
               {"out_ch", out_ch},         {"ch", ch},
               {"ch_mult", ch_mult},       {"num_res_blocks", num_res_blocks},
               {"attn_resolutions", attn_resolutions}, {"dropout", dropout},
-              {"resamp_with_conv", resamp_with_conv}};
+              {"resamp_with_conv", resamp_with_conv}, {"norm_groups", norm_groups}};
 }
 
 void AutoencoderConfig::validate() const {
@@ -73,6 +77,7 @@ void AutoencoderConfig::validate() const {
 
 AutoencoderConfig AutoencoderConfig::from_json(ConfigReader& r) {
   AutoencoderConfig c;
+  r.ignore({"note"});
   c.kind = r.require<std::string>("kind");
   if (c.kind == "autoencoder_kl") c.kind = "kl";  // the parity cases' spelling
   if (c.kind == "autoencoder_vq") c.kind = "vq";
@@ -94,8 +99,8 @@ Json AutoencoderConfig::to_json() const {
 // Blocks
 
 namespace {
-torch::nn::GroupNorm normalize(int channels) {
-  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, channels).eps(1e-6).affine(true));
+torch::nn::GroupNorm normalize(int channels, int groups) {
+  return torch::nn::GroupNorm(torch::nn::GroupNormOptions(groups, channels).eps(1e-6).affine(true));
 }
 torch::nn::Conv2d conv(int in, int out, int kernel, int stride = 1, int padding = 0) {
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding));
@@ -103,22 +108,22 @@ torch::nn::Conv2d conv(int in, int out, int kernel, int stride = 1, int padding 
 Tensor swish(const Tensor& x) { return x * torch::sigmoid(x); }
 }  // namespace
 
-ResnetBlockImpl::ResnetBlockImpl(int in_channels, int out_channels, double dropout) : dropout_(dropout) {
-  norm1 = register_module("norm1", normalize(in_channels));
+ResnetBlockImpl::ResnetBlockImpl(int in_channels, int out_channels, double dropout, int groups) : dropout_(dropout) {
+  norm1 = register_module("norm1", normalize(in_channels, groups));
   conv1 = register_module("conv1", conv(in_channels, out_channels, 3, 1, 1));
-  norm2 = register_module("norm2", normalize(out_channels));
+  norm2 = register_module("norm2", normalize(out_channels, groups));
   conv2 = register_module("conv2", conv(out_channels, out_channels, 3, 1, 1));
   if (in_channels != out_channels) nin_shortcut = register_module("nin_shortcut", conv(in_channels, out_channels, 1));
 }
 
 Tensor ResnetBlockImpl::forward(const Tensor& x) {
-  Tensor h = conv1->forward(swish(norm1->forward(x)));
-  h = conv2->forward(torch::dropout(swish(norm2->forward(h)), dropout_, is_training()));
+  Tensor h = conv1->forward(swish(group_norm_f32(norm1, x)));
+  h = conv2->forward(torch::dropout(swish(group_norm_f32(norm2, h)), dropout_, is_training()));
   return (nin_shortcut ? nin_shortcut->forward(x) : x) + h;
 }
 
-AttnBlockImpl::AttnBlockImpl(int channels) {
-  norm = register_module("norm", normalize(channels));
+AttnBlockImpl::AttnBlockImpl(int channels, int groups) {
+  norm = register_module("norm", normalize(channels, groups));
   q = register_module("q", conv(channels, channels, 1));
   k = register_module("k", conv(channels, channels, 1));
   v = register_module("v", conv(channels, channels, 1));
@@ -127,7 +132,7 @@ AttnBlockImpl::AttnBlockImpl(int channels) {
 
 Tensor AttnBlockImpl::forward(const Tensor& x) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  Tensor n = norm->forward(x);
+  Tensor n = group_norm_f32(norm, x);
   Tensor query = q->forward(n).reshape({b, c, h * w}).permute({0, 2, 1});  // [B, HW, C]
   Tensor key = k->forward(n).reshape({b, c, h * w});                       // [B, C, HW]
   Tensor weights = torch::softmax(torch::bmm(query, key) * std::pow(static_cast<double>(c), -0.5), 2);
@@ -172,12 +177,12 @@ EncoderImpl::EncoderImpl(const DDConfig& c) : config_(c) {
     block_in = c.ch * (i == 0 ? 1 : c.ch_mult[i - 1]);
     const int block_out = c.ch * c.ch_mult[i];
     for (int j = 0; j < c.num_res_blocks; ++j) {
-      ResnetBlock rb(block_in, block_out, c.dropout);
+      ResnetBlock rb(block_in, block_out, c.dropout, c.norm_groups);
       level->block->push_back(rb);
       level->blocks.push_back(rb);
       block_in = block_out;
       if (std::count(c.attn_resolutions.begin(), c.attn_resolutions.end(), curr_res)) {
-        AttnBlock ab(block_in);
+        AttnBlock ab(block_in, c.norm_groups);
         level->attn->push_back(ab);
         level->attns.push_back(ab);
       }
@@ -190,10 +195,10 @@ EncoderImpl::EncoderImpl(const DDConfig& c) : config_(c) {
     levels_.push_back(level);
   }
   auto mid = register_module("mid", std::make_shared<torch::nn::Module>());
-  mid_block_1 = mid->register_module("block_1", ResnetBlock(block_in, block_in, c.dropout));
-  mid_attn_1 = mid->register_module("attn_1", AttnBlock(block_in));
-  mid_block_2 = mid->register_module("block_2", ResnetBlock(block_in, block_in, c.dropout));
-  norm_out = register_module("norm_out", normalize(block_in));
+  mid_block_1 = mid->register_module("block_1", ResnetBlock(block_in, block_in, c.dropout, c.norm_groups));
+  mid_attn_1 = mid->register_module("attn_1", AttnBlock(block_in, c.norm_groups));
+  mid_block_2 = mid->register_module("block_2", ResnetBlock(block_in, block_in, c.dropout, c.norm_groups));
+  norm_out = register_module("norm_out", normalize(block_in, c.norm_groups));
   conv_out = register_module("conv_out", conv(block_in, c.double_z ? 2 * c.z_channels : c.z_channels, 3, 1, 1));
 }
 
@@ -219,7 +224,7 @@ Tensor EncoderImpl::forward(const Tensor& x) {
     }
   }
   h = mid_block_2->forward(mid_attn_1->forward(mid_block_1->forward(h)));
-  return conv_out->forward(swish(norm_out->forward(h)));
+  return conv_out->forward(swish(group_norm_f32(norm_out, h)));
 }
 
 DecoderImpl::DecoderImpl(const DDConfig& c) : config_(c) {
@@ -229,9 +234,9 @@ DecoderImpl::DecoderImpl(const DDConfig& c) : config_(c) {
   int curr_res = c.resolution / (1 << (levels - 1));
   conv_in = register_module("conv_in", conv(c.z_channels, block_in, 3, 1, 1));
   auto mid = register_module("mid", std::make_shared<torch::nn::Module>());
-  mid_block_1 = mid->register_module("block_1", ResnetBlock(block_in, block_in, c.dropout));
-  mid_attn_1 = mid->register_module("attn_1", AttnBlock(block_in));
-  mid_block_2 = mid->register_module("block_2", ResnetBlock(block_in, block_in, c.dropout));
+  mid_block_1 = mid->register_module("block_1", ResnetBlock(block_in, block_in, c.dropout, c.norm_groups));
+  mid_attn_1 = mid->register_module("attn_1", AttnBlock(block_in, c.norm_groups));
+  mid_block_2 = mid->register_module("block_2", ResnetBlock(block_in, block_in, c.dropout, c.norm_groups));
   // Built from the lowest resolution up, but stored by level index like the reference's
   // `self.up.insert(0, up)`.
   std::vector<Level> built(levels, nullptr);
@@ -239,12 +244,12 @@ DecoderImpl::DecoderImpl(const DDConfig& c) : config_(c) {
     Level level;
     const int block_out = c.ch * c.ch_mult[i];
     for (int j = 0; j <= c.num_res_blocks; ++j) {
-      ResnetBlock rb(block_in, block_out, c.dropout);
+      ResnetBlock rb(block_in, block_out, c.dropout, c.norm_groups);
       level->block->push_back(rb);
       level->blocks.push_back(rb);
       block_in = block_out;
       if (std::count(c.attn_resolutions.begin(), c.attn_resolutions.end(), curr_res)) {
-        AttnBlock ab(block_in);
+        AttnBlock ab(block_in, c.norm_groups);
         level->attn->push_back(ab);
         level->attns.push_back(ab);
       }
@@ -258,7 +263,7 @@ DecoderImpl::DecoderImpl(const DDConfig& c) : config_(c) {
   up = register_module("up", torch::nn::ModuleList());
   for (auto& level : built) up->push_back(level);
   levels_ = built;
-  norm_out = register_module("norm_out", normalize(block_in));
+  norm_out = register_module("norm_out", normalize(block_in, c.norm_groups));
   conv_out = register_module("conv_out", conv(block_in, c.out_ch, 3, 1, 1));
 }
 
@@ -279,7 +284,7 @@ Tensor DecoderImpl::forward(const Tensor& z) {
     }
   }
   if (config_.give_pre_end) return h;
-  h = conv_out->forward(swish(norm_out->forward(h)));
+  h = conv_out->forward(swish(group_norm_f32(norm_out, h)));
   return config_.tanh_out ? torch::tanh(h) : h;
 }
 

@@ -26,6 +26,9 @@ struct DDConfig {
   bool resamp_with_conv = true;
   bool give_pre_end = false;
   bool tanh_out = false;
+  // GroupNorm groups. LDM fixes 32, i.e. 4 channels a group at its ch = 128; narrow models (the
+  // demo's ch = 32) need fewer groups, or per-channel normalisation erases the image's colour cast.
+  int norm_groups = 32;
 
   void validate() const;
   static DDConfig from_json(ConfigReader& reader);
@@ -49,7 +52,7 @@ struct AutoencoderConfig {
 
 class ResnetBlockImpl : public torch::nn::Module {
  public:
-  ResnetBlockImpl(int in_channels, int out_channels, double dropout);
+  ResnetBlockImpl(int in_channels, int out_channels, double dropout, int groups = 32);
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
@@ -62,7 +65,7 @@ TORCH_MODULE(ResnetBlock);
 // Single-head self-attention with 1x1 convolutions (LDM's AttnBlock).
 class AttnBlockImpl : public torch::nn::Module {
  public:
-  explicit AttnBlockImpl(int channels);
+  explicit AttnBlockImpl(int channels, int groups = 32);
   torch::Tensor forward(const torch::Tensor& x);
 
  private:

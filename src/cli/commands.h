@@ -20,5 +20,8 @@ std::function<int()> add_average_command(CLI::App& app, const CommonOptions& com
 std::function<int()> add_make_data_command(CLI::App& app, const CommonOptions& common);
 std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions& common);
 std::function<int()> add_distill_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_train_autoencoder_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_train_segmenter_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_evaluate_command(CLI::App& app, const CommonOptions& common);
 
 }  // namespace iidm::cli

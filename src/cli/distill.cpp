@@ -13,8 +13,9 @@ namespace iidm::cli {
 namespace fs = std::filesystem;
 
 std::function<int()> add_distill_command(CLI::App& app, const CommonOptions&) {
-  auto* cmd = app.add_subcommand("distill", "Progressive distillation: halve the sampling steps per round "
-                                            "(two guided teacher DDIM steps -> one student step)");
+  auto* cmd = app.add_subcommand("distill",
+                                 "Progressive distillation: halve the sampling steps per round "
+                                 "(two guided teacher DDIM steps -> one student step)");
   struct Args {
     std::string model, teacher, cache, out;
     int rounds = 1;
@@ -23,28 +24,43 @@ std::function<int()> add_distill_command(CLI::App& app, const CommonOptions&) {
   auto a = std::make_shared<Args>();
   cmd->add_option("--model", a->model, "Model config")->required()->check(CLI::ExistingFile);
   cmd->add_option("--teacher", a->teacher, "Teacher U-Net weights")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--cache", a->cache, "Training cache written by train-unet (x0 + labels)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--cache", a->cache, "Training cache written by train-unet (x0 + labels)")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("--out", a->out, "Output folder (student-ddimK.safetensors per round)")->required();
-  cmd->add_option("--teacher-steps", a->config.teacher_steps, "The first teacher's chain, ddimN (N even; 40 -> 20 -> 10 -> 5)")
+  cmd->add_option("--teacher-steps", a->config.teacher_steps,
+                  "The first teacher's chain, ddimN (N even; 40 -> 20 -> 10 -> 5)")
       ->capture_default_str();
-  cmd->add_option("--rounds", a->rounds, "Rounds (each halves the steps)")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--guidance", a->config.guidance, "Teacher guidance scale, distilled into the student")->capture_default_str();
+  cmd->add_option("--rounds", a->rounds, "Rounds (each halves the steps)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--guidance", a->config.guidance, "Teacher guidance scale, distilled into the student")
+      ->capture_default_str();
+  cmd->add_option("--clip-denoised", a->config.clip_denoised,
+                  "Clip the teacher's x0 predictions to [-1, 1] as the sampler will (auto: pixel models only); "
+                  "sample the students the same way")
+      ->check(CLI::IsMember({"auto", "true", "false"}))
+      ->capture_default_str();
   cmd->add_option("--iterations", a->config.iterations, "Optimisation steps per round")->capture_default_str();
   cmd->add_option("--batch-size", a->config.batch_size, "Batch size")->capture_default_str();
   cmd->add_option("--lr", a->config.adam.lr, "AdamW learning rate")->capture_default_str();
   cmd->add_option("--seed", a->config.seed, "Seed")->capture_default_str();
   return [a]() {
     ModelConfig config = ModelConfig::from_file(a->model);
+    // Refuse a plan that fails in a later round before spending the earlier ones.
+    Distiller::check_rounds(config.diffusion, a->config.teacher_steps, a->rounds);
     Distiller distiller(config, a->config, load_training_cache(a->cache), a->teacher);
     fs::create_directories(a->out);
     for (int round = 0; round < a->rounds; ++round) {
       const int from = distiller.teacher_steps();
       ProgressBar bar(fmt::format("round {} ({} -> {} steps)", round + 1, from, from / 2), a->config.iterations);
-      const double loss = distiller.run_round([&](int done, int, double l) { bar.update(done, fmt::format("loss {:.4f}", l)); });
+      const double loss =
+          distiller.run_round([&](int done, int, double l) { bar.update(done, fmt::format("loss {:.4f}", l)); });
       bar.finish();
-      const std::string path = (fs::path(a->out) / fmt::format("student-ddim{}.safetensors", distiller.teacher_steps())).string();
+      const std::string path =
+          (fs::path(a->out) / fmt::format("student-ddim{}.safetensors", distiller.teacher_steps())).string();
       distiller.export_teacher(path);
-      fmt::print("round {}: {} -> {} steps, final loss {:.5f}; wrote {} (sample with --steps ddim{} --guidance 1)\n",
+      fmt::print("round {}: {} -> {} steps, final loss {:.3g}; wrote {} (sample with --steps ddim{} --guidance 1)\n",
                  round + 1, from, distiller.teacher_steps(), loss, path, distiller.teacher_steps());
     }
     return 0;

@@ -21,8 +21,11 @@ int main(int argc, char** argv) {
       {"batch", iidm::cli::add_batch_command(app, common)},
       {"average", iidm::cli::add_average_command(app, common)},
       {"make-data", iidm::cli::add_make_data_command(app, common)},
+      {"train-autoencoder", iidm::cli::add_train_autoencoder_command(app, common)},
       {"train-unet", iidm::cli::add_train_unet_command(app, common)},
       {"distill", iidm::cli::add_distill_command(app, common)},
+      {"train-segmenter", iidm::cli::add_train_segmenter_command(app, common)},
+      {"evaluate", iidm::cli::add_evaluate_command(app, common)},
   };
 
   try {

@@ -5,7 +5,10 @@
 #include "autoencoder/autoencoder.h"
 #include "cli/commands.h"
 #include "core/error.h"
+#include "core/image.h"
+#include "pipeline/pipeline.h"
 #include "core/progress.h"
+#include "core/runtime.h"
 #include "core/state_dict.h"
 #include "train/distributed.h"
 #include "train/unet_trainer.h"
@@ -19,8 +22,8 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
                                  "OUT/unet-ema.safetensors (for generate/batch). Multi-process: set MASTER_ADDR, "
                                  "MASTER_PORT, RANK, WORLD_SIZE (or Slurm's) for each process");
   struct Args {
-    std::string model, data, cache, autoencoder, out, size = "512x384", init;
-    int save_every = 500, log_every = 50;
+    std::string model, data, cache, autoencoder, out, size = "512x384", init, export_precision = "fp32";
+    int save_every = 500, log_every = 50, sample_every = 500;
     bool no_flip = false;
     UNetTrainConfig train;
   };
@@ -46,11 +49,19 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
   cmd->add_option("--sparse-prob", a->train.sparse_prob, "Probability of class-wise sparse masking")->capture_default_str();
   cmd->add_option("--sparse-share", a->train.sparse_share, "Share of each class's pixels sparse masking removes")
       ->capture_default_str();
+  cmd->add_option("--export-precision", a->export_precision, "Storage precision of the exported weights: fp32 | fp16 | bf16")
+      ->capture_default_str();
+  cmd->add_option("--crop", a->train.crop, "Train on square random crops of the cached maps (0: whole)")->capture_default_str();
+  cmd->add_flag("--bf16", a->train.bf16, "Mixed precision: bfloat16 matmuls and convolutions (autocast)");
   cmd->add_option("--seed", a->train.seed, "Training seed")->capture_default_str();
   cmd->add_option("--save-every", a->save_every, "Checkpoint every N steps")->capture_default_str();
   cmd->add_option("--log-every", a->log_every, "Print the loss every N steps")->capture_default_str();
+  cmd->add_option("--sample-every", a->sample_every,
+                  "Write a sample grid (mask | reference | sample) to OUT/samples every N steps (0: never)")
+      ->capture_default_str();
   return [a]() {
     ModelConfig config = ModelConfig::from_file(a->model);
+    const torch::ScalarType dtype = parse_precision(a->export_precision);  // checked before hours of training
     std::unique_ptr<Distributed> dist;
     if (auto env = DistributedEnv::from_environment()) dist = std::make_unique<Distributed>(*env);
     const bool leader = !dist || dist->rank() == 0;
@@ -58,25 +69,24 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
     if (std::sscanf(a->size.c_str(), "%dx%d", &W, &H) != 2 || W <= 0 || H <= 0) fail("--size '{}' must be WxH", a->size);
     fs::create_directories(a->out);
 
+    Autoencoder ae{nullptr};
+    if (config.autoencoder && !a->autoencoder.empty()) {
+      ae = Autoencoder(*config.autoencoder);
+      LoadOptions lo;
+      lo.allow_unexpected = true;  // e.g. an LDM checkpoint's discriminator (loss.*)
+      load_state_dict(*ae, a->autoencoder, lo);
+      ae->eval();
+    }
     TrainingData data;
     if (!a->cache.empty() && fs::exists(a->cache)) {
       data = load_training_cache(a->cache);
     } else {
       if (a->data.empty()) fail("give --data (and optionally --cache to keep the encoded set), or an existing --cache");
-      Autoencoder ae{nullptr};
-      if (config.autoencoder) {
-        if (a->autoencoder.empty()) fail("{}: a latent model needs --autoencoder to encode the data", a->model);
-        ae = Autoencoder(*config.autoencoder);
-        LoadOptions lo;
-        lo.allow_unexpected = true;
-        load_state_dict(*ae, a->autoencoder, lo);
-        ae->eval();
-      }
+      if (config.autoencoder && !ae) fail("{}: a latent model needs --autoencoder to encode the data", a->model);
       // Every process encodes the same set (deterministic); only rank 0 writes the cache file.
       data = build_training_cache(a->data, W, H, config, ae ? ae.ptr().get() : nullptr, !a->no_flip,
-                                  leader ? a->cache : std::string());
+                                  leader ? a->cache : std::string(), a->train.bf16);
     }
-
     UNetTrainer trainer(config, a->train, data, dist.get());
     const std::string checkpoint = (fs::path(a->out) / "checkpoint.safetensors").string();
     if (fs::exists(checkpoint)) {
@@ -85,6 +95,42 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
     } else if (!a->init.empty()) {
       trainer.init_weights(a->init);
     }
+    // Sample grids (mask | reference | sample per row) from the EMA weights, IIDM-style: the
+    // reference is another training item, noised to strength 0.7 and denoised under the mask.
+    const bool grids = leader && a->sample_every > 0 && (!config.autoencoder || ae);
+    if (leader && a->sample_every > 0 && !grids) fmt::print(stderr, "no sample grids: a latent model needs --autoencoder for them\n");
+    auto write_grid = [&] {
+      const int64_t n = std::min<int64_t>(4, data.x0.size(0));
+      const int f = config.autoencoder ? config.autoencoder->ddconfig.downsampling_factor() : 1;
+      std::vector<GenerationItem> items;
+      std::vector<torch::Tensor> masks, references;
+      torch::NoGradGuard no_grad;
+      for (int64_t k = 0; k < n; ++k) {
+        // Even items only: the cache holds each image and then its mirror.
+        const int64_t item = (2 * k) % data.x0.size(0), ref = (2 * k + 2) % data.x0.size(0);
+        GenerationItem g;
+        g.name = fmt::format("grid{}", k);
+        g.labels = resize_labels_nearest(data.labels[item].unsqueeze(0).to(torch::kInt64), data.labels.size(1) * f,
+                                         data.labels.size(2) * f)[0];
+        torch::Tensor x = data.x0[ref].unsqueeze(0);
+        g.start = (ae ? ae->decode(x) : x)[0].clamp(-1, 1);
+        g.seed = static_cast<uint64_t>(k);
+        masks.push_back(colorize_labels(g.labels, a->train.ignore_label));
+        references.push_back(g.start);
+        items.push_back(g);
+      }
+      Stage stage;
+      stage.respacing = "ddim25";
+      stage.strength = config.autoencoder ? 0.7 : 1.0;
+      stage.guidance = 2.0;
+      Pipeline pipeline(config, {trainer.ema_model()}, {1.0}, ae, PipelineOptions{});
+      torch::Tensor samples = pipeline.generate(items, {stage}).images;
+      std::vector<torch::Tensor> rows;
+      for (int64_t k = 0; k < n; ++k) rows.push_back(torch::cat({masks[k], references[k], samples[k]}, 2));
+      write_image((fs::path(a->out) / "samples" / fmt::format("step-{:06}.png", trainer.step())).string(), torch::cat(rows, 1));
+    };
+    if (grids) fs::create_directories(fs::path(a->out) / "samples");
+
     ProgressBar bar("training", a->train.steps);
     double loss_sum = 0;
     int loss_count = 0;
@@ -99,11 +145,12 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
         loss_count = 0;
       }
       if (a->save_every > 0 && trainer.step() % a->save_every == 0) trainer.save_checkpoint(checkpoint);
+      if (grids && trainer.step() % a->sample_every == 0) write_grid();
     }
     bar.finish();
     trainer.save_checkpoint(checkpoint);
-    trainer.export_weights((fs::path(a->out) / "unet-ema.safetensors").string(), true);
-    trainer.export_weights((fs::path(a->out) / "unet.safetensors").string(), false);
+    trainer.export_weights((fs::path(a->out) / "unet-ema.safetensors").string(), true, dtype);
+    trainer.export_weights((fs::path(a->out) / "unet.safetensors").string(), false, dtype);
     if (dist) dist->barrier();
     if (leader) fmt::print("trained to step {}; weights in {}\n", trainer.step(), a->out);
     return 0;

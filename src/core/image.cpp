@@ -77,4 +77,27 @@ torch::Tensor read_label_map(const std::string& path, int width, int height) {
   return torch::from_blob(wide.data, {1, wide.rows, wide.cols}, torch::kInt32).to(torch::kInt64).clone();
 }
 
+torch::Tensor colorize_labels(const torch::Tensor& labels, int64_t ignore_label) {
+  torch::Tensor l = labels.dim() == 3 ? labels[0] : labels;
+  if (l.dim() != 2) fail("colorize_labels: expected [H, W] labels, got {}", fmt::join(labels.sizes(), "x"));
+  // Hues by the golden angle, alternating lightness: neighbouring ids look different.
+  torch::Tensor palette = torch::empty({256, 3});
+  for (int id = 0; id < 256; ++id) {
+    const double hue = std::fmod(id * 137.508, 360.0) / 60.0, v = id % 2 ? 0.95 : 0.7, s = 0.75;
+    const double c = v * s, x = c * (1 - std::fabs(std::fmod(hue, 2.0) - 1)), m = v - c;
+    double r = 0, g = 0, b = 0;
+    switch (static_cast<int>(hue)) {
+      case 0: r = c, g = x; break;
+      case 1: r = x, g = c; break;
+      case 2: g = c, b = x; break;
+      case 3: g = x, b = c; break;
+      case 4: r = x, b = c; break;
+      default: r = c, b = x; break;
+    }
+    palette[id] = torch::tensor({r + m, g + m, b + m}) * 2 - 1;
+  }
+  if (ignore_label >= 0 && ignore_label < 256) palette[ignore_label].fill_(0.0);
+  return palette.index_select(0, l.to(torch::kInt64).clamp(0, 255).flatten()).view({l.size(0), l.size(1), 3}).permute({2, 0, 1}).contiguous();
+}
+
 }  // namespace iidm

@@ -17,4 +17,8 @@ void write_image(const std::string& path, const torch::Tensor& image, int jpeg_q
 // file whose channels are equal is accepted as grey). Resized with nearest neighbour when asked.
 torch::Tensor read_label_map(const std::string& path, int width = 0, int height = 0);
 
+// A label map [H, W] (or [1, H, W]) shown in colour: a fixed, well-spread colour per class id
+// (grey for `ignore_label`), as [3, H, W] in [-1, 1]; for sample grids and previews.
+torch::Tensor colorize_labels(const torch::Tensor& labels, int64_t ignore_label = 255);
+
 }  // namespace iidm

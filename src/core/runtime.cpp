@@ -1,5 +1,7 @@
 #include "core/runtime.h"
 
+#include <ATen/autocast_mode.h>
+
 #include <torch/torch.h>
 
 #include <cstdlib>
@@ -47,7 +49,41 @@ int configure_threads(int requested) {
   }
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
   torch::set_num_threads(threads);
+  // Subnormal floats take a slow microcode path on x86 (~100x per operation); backward passes of
+  // saturated activations produce them in bulk, stalling training. Flush them to zero, as
+  // torch.set_flush_denormal(True) does; threads created later (OpenMP workers) inherit the mode.
+  at::globalContext().setFlushDenormal(true);
   return threads;
+}
+
+AutocastGuard::AutocastGuard(const torch::Device& device, bool enabled) {
+  if (!enabled) return;
+  active_ = true;
+  cuda_ = device.is_cuda();
+  if (!cuda_ && !device.is_cpu()) fail("bf16 training: autocast supports cpu and cuda, not {}", device.str());
+  was_enabled_ = cuda_ ? at::autocast::is_enabled() : at::autocast::is_cpu_enabled();
+  was_dtype_ = cuda_ ? at::autocast::get_autocast_gpu_dtype() : at::autocast::get_autocast_cpu_dtype();
+  if (cuda_) {
+    at::autocast::set_autocast_gpu_dtype(at::kBFloat16);
+    at::autocast::set_enabled(true);
+  } else {
+    at::autocast::set_autocast_cpu_dtype(at::kBFloat16);
+    at::autocast::set_cpu_enabled(true);
+  }
+  at::autocast::increment_nesting();
+}
+
+AutocastGuard::~AutocastGuard() {
+  if (!active_) return;
+  // The cast weights are cached for the duration of the outermost guard only.
+  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (cuda_) {
+    at::autocast::set_enabled(was_enabled_);
+    at::autocast::set_autocast_gpu_dtype(was_dtype_);
+  } else {
+    at::autocast::set_cpu_enabled(was_enabled_);
+    at::autocast::set_autocast_cpu_dtype(was_dtype_);
+  }
 }
 
 }  // namespace iidm

@@ -21,4 +21,18 @@ int configure_threads(int requested = 0);
 // integer is an error naming the variable.
 std::optional<int> env_int(const char* name);
 
+// Mixed precision for training: while alive, matmuls and convolutions run in bfloat16 (autocast)
+// on `device`, with float32 weights, optimiser state and reductions. A no-op when not `enabled`.
+class AutocastGuard {
+ public:
+  AutocastGuard(const torch::Device& device, bool enabled);
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool active_ = false, cuda_ = false, was_enabled_ = false;
+  c10::ScalarType was_dtype_ = c10::ScalarType::Float;
+};
+
 }  // namespace iidm

@@ -1,5 +1,7 @@
 #include "pipeline/model_config.h"
 
+#include <filesystem>
+
 namespace iidm {
 
 void ModelConfig::validate() const {
@@ -27,7 +29,14 @@ ModelConfig ModelConfig::from_json(ConfigReader& r) {
     auto diffusion = r.child("diffusion");
     c.diffusion = DiffusionConfig::from_json(diffusion);
   }
-  if (r.has("autoencoder")) {
+  if (r.has("autoencoder") && r.json()["autoencoder"].is_string()) {
+    // A separate autoencoder config (as train-autoencoder writes it, with its measured latent
+    // scale), relative to this file's folder.
+    const std::string name = r.get<std::string>("autoencoder", "");
+    const std::string path = (std::filesystem::path(r.where()).parent_path() / name).string();
+    ConfigReader ae(read_json_file(path), path);
+    c.autoencoder = AutoencoderConfig::from_json(ae);
+  } else if (r.has("autoencoder")) {
     auto ae = r.child("autoencoder");
     c.autoencoder = AutoencoderConfig::from_json(ae);
   }

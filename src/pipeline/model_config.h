@@ -18,7 +18,8 @@ struct ModelConfig {
   std::optional<AutoencoderConfig> autoencoder;  // set: latent diffusion (IIDM); unset: pixel (SDM)
 
   // {"note", "unet": {UNetModel args} | {"create_model": {...}}, "diffusion": {...},
-  //  "autoencoder": {...}}; unknown keys anywhere are errors naming the file.
+  //  "autoencoder": {...} or "file.json" (relative to this file)}; unknown keys anywhere are errors
+  // naming the file.
   static ModelConfig from_json(ConfigReader& reader);
   static ModelConfig from_file(const std::string& path);
   void validate() const;

@@ -1,14 +1,15 @@
 #pragma once
 // Progressive distillation (Salimans & Ho 2022) for few-step, interactive generation: a student
-// initialised from the teacher learns to do in ONE DDIM step what the teacher does in TWO (with
-// classifier-free guidance folded in); each round halves the step count and the student becomes
-// the next round's teacher. Students are ordinary U-Net checkpoints, sampled with guidance 1 on
-// the chain they were distilled for (`ddimK`).
+// initialised from the teacher learns to do in ONE DDIM step what the teacher's sampler does in TWO
+// (with classifier-free guidance folded in); each round halves the step count and the student
+// becomes the next round's teacher. Students are ordinary U-Net checkpoints, sampled with guidance 1
+// on the chain they were distilled for (`ddimK`), with the same x0 clipping as the teacher.
 #include <torch/torch.h>
 
 #include <memory>
 #include <string>
 
+#include "diffusion/gaussian_diffusion.h"
 #include "pipeline/model_config.h"
 #include "train/optim.h"
 #include "train/unet_trainer.h"
@@ -16,10 +17,13 @@
 namespace iidm {
 
 struct DistillConfig {
-  int teacher_steps = 40;     // the first round's teacher chain (ddimN); the student gets N/2 (T=1000: 40, 20, 10, 5)
-  double guidance = 1.0;      // the teacher's guidance scale, distilled into the student
+  int teacher_steps = 40;  // the first round's teacher chain (ddimN); the student gets N/2 (T=1000: 40, 20, 10, 5)
+  double guidance = 1.0;   // the teacher's guidance scale, distilled into the student
+  // Whether the teacher's DDIM steps clamp x0 predictions to [-1, 1] as the sampler will: "auto"
+  // (pixel models clip, latent models do not: the pipeline's default), "true" or "false".
+  std::string clip_denoised = "auto";
   int batch_size = 8;
-  int iterations = 500;       // optimisation steps per round
+  int iterations = 500;  // optimisation steps per round
   AdamWOptions adam{};
   double ema_decay = 0.999;
   double grad_clip = 1.0;
@@ -38,19 +42,32 @@ class Distiller {
   // The current teacher's weights (after a round: the latest student, EMA).
   void export_teacher(const std::string& path) const;
   UNetModel& teacher() { return teacher_; }
+  // Throws unless `rounds` rounds can start from a ddim`teacher_steps` teacher: every teacher chain
+  // even, and each student chain every other step of its teacher's.
+  static void check_rounds(const DiffusionConfig& diffusion, int teacher_steps, int rounds);
 
-  // One distillation loss on a batch: the student's epsilon error against the epsilon that gives
-  // the two-step teacher target in one step (the SNR-weighted x0 error), averaged.
+  // Where the teacher's DDIM sampler takes z [B, C, H, W] (labels y) that sits at student indices
+  // `index` [B] (of the teacher_steps() / 2 chain) in the span of one student step: two teacher
+  // steps (2i -> 2i-1 -> 2i-2); one at i = 0 (to x0); three from the top, which the sampler starts
+  // from pure noise (see teacher_target in distill.cpp).
+  torch::Tensor teacher_target(const torch::Tensor& z, const torch::Tensor& y, const torch::Tensor& index);
+  // The loss on a batch (x0 noised with `noise` at student indices `index`; pure noise at the top):
+  // the squared distance between the student's one DDIM step and teacher_target, averaged.
   torch::Tensor loss(UNetModel& student, const torch::Tensor& x0, const torch::Tensor& y, const torch::Tensor& index,
                      const torch::Tensor& noise);
 
  private:
+  // Makes the respaced chains for halving teacher_steps_ (throws when it cannot be halved).
+  void prepare_round();
+
   ModelConfig model_config_;
   DistillConfig config_;
   TrainingData data_;
   UNetModel teacher_{nullptr};
-  int teacher_steps_;
-  int64_t total_steps_ = 0;
+  int teacher_steps_ = 0;
+  bool clip_ = false;
+  // The current round's respaced chains: the teacher's (ddimN) and the student's (ddimN/2).
+  std::unique_ptr<GaussianDiffusion> teacher_chain_, student_chain_;
 };
 
 }  // namespace iidm

@@ -5,11 +5,13 @@
 #include "autoencoder/autoencoder.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/runtime.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
 #include "data/dataset.h"
 #include "data/sparse.h"
 #include "pipeline/pipeline.h"
+#include "train/checkpoint.h"
 #include "train/distributed.h"
 
 namespace iidm {
@@ -19,7 +21,7 @@ using torch::Tensor;
 // Data
 
 TrainingData build_training_cache(const std::string& root, int width, int height, const ModelConfig& config,
-                                  torch::nn::Module* autoencoder, bool flips, const std::string& cache_path) {
+                                  torch::nn::Module* autoencoder, bool flips, const std::string& cache_path, bool bf16) {
   const auto pairs = list_landscape_pairs(root);
   const int f = config.autoencoder ? config.autoencoder->ddconfig.downsampling_factor() : 1;
   if (width % f || height % f) fail("training size {}x{} is not a multiple of the autoencoder's factor {}", width, height, f);
@@ -32,7 +34,11 @@ TrainingData build_training_cache(const std::string& root, int width, int height
   for (const auto& p : pairs) {
     for (bool flip : flips ? std::vector<bool>{false, true} : std::vector<bool>{false}) {
       Sample s = load_sample(p, width, height, flip, config.unet.num_labels());
-      Tensor x = ae ? ae->encode(s.image.unsqueeze(0))[0] : s.image;
+      Tensor x = s.image;
+      if (ae) {
+        AutocastGuard autocast(torch::kCPU, bf16);
+        x = ae->encode(s.image.unsqueeze(0))[0];
+      }
       xs.push_back(x.to(torch::kFloat32).contiguous());
       labels.push_back(resize_labels_nearest(s.labels.unsqueeze(0), x.size(1), x.size(2))[0].to(torch::kUInt8));
     }
@@ -64,6 +70,7 @@ void UNetTrainConfig::validate() const {
   if (steps < 0) fail("train config: steps must be >= 0, got {}", steps);
   if (!(adam.lr > 0)) fail("train config: lr must be positive, got {}", adam.lr);
   if (!(ema_decay >= 0 && ema_decay < 1)) fail("train config: ema_decay must be in [0, 1), got {}", ema_decay);
+  if (crop < 0) fail("train config: crop must be >= 0, got {}", crop);
   for (double p : {label_drop, sparse_prob, sparse_share})
     if (!(p >= 0 && p <= 1)) fail("train config: probabilities and shares must be in [0, 1], got {}", p);
 }
@@ -82,6 +89,8 @@ UNetTrainConfig UNetTrainConfig::from_json(ConfigReader& r) {
   c.sparse_prob = r.get("sparse_prob", c.sparse_prob);
   c.sparse_share = r.get("sparse_share", c.sparse_share);
   c.ignore_label = r.get("ignore_label", c.ignore_label);
+  c.crop = r.get("crop", c.crop);
+  c.bf16 = r.get("bf16", c.bf16);
   c.seed = r.get("seed", c.seed);
   return r.validated(c);
 }
@@ -90,7 +99,7 @@ Json UNetTrainConfig::to_json() const {
   return Json{{"batch_size", batch_size}, {"steps", steps}, {"lr", adam.lr}, {"weight_decay", adam.weight_decay}, {"adam_eps", adam.eps},
               {"ema_decay", ema_decay}, {"ema_warmup", ema_warmup}, {"grad_clip", grad_clip},
               {"label_drop", label_drop}, {"sparse_prob", sparse_prob}, {"sparse_share", sparse_share},
-              {"ignore_label", ignore_label}, {"seed", seed}};
+              {"ignore_label", ignore_label}, {"crop", crop}, {"bf16", bf16}, {"seed", seed}};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -103,6 +112,8 @@ UNetTrainer::UNetTrainer(ModelConfig model_config, UNetTrainConfig config, Train
   if (data_.x0.size(1) != model_config_.data_channels())
     fail("training: the data has {} channels, the model denoises {}", data_.x0.size(1), model_config_.data_channels());
   const int world = distributed_ ? distributed_->world_size() : 1;
+  if (config_.crop > 0 && (config_.crop > data_.x0.size(2) || config_.crop > data_.x0.size(3)))
+    fail("training: crop {} is larger than the {}x{} training maps", config_.crop, data_.x0.size(3), data_.x0.size(2));
   if (config_.batch_size % world)
     fail("training: the global batch {} does not split evenly over {} processes", config_.batch_size, world);
   torch::manual_seed(config_.seed);
@@ -135,8 +146,20 @@ UNetTrainer::StepLoss UNetTrainer::train_step() {
   Tensor sparse = torch::rand({B}, gen) < config_.sparse_prob;
   Tensor t = torch::randint(diffusion_->num_steps(), {B}, gen, torch::kInt64);
   Tensor x0 = data_.x0.index_select(0, index);
-  Tensor noise = torch::randn(x0.sizes(), gen);
   Tensor labels = data_.labels.index_select(0, index).to(torch::kInt64);
+  if (config_.crop > 0) {
+    const int64_t c = config_.crop, H = x0.size(2), W = x0.size(3);
+    Tensor oy = torch::randint(H - c + 1, {B}, gen, torch::kInt64), ox = torch::randint(W - c + 1, {B}, gen, torch::kInt64);
+    std::vector<Tensor> xs, ls;
+    for (int64_t i = 0; i < B; ++i) {
+      const int64_t top = oy[i].item<int64_t>(), left = ox[i].item<int64_t>();
+      xs.push_back(x0[i].narrow(1, top, c).narrow(2, left, c));
+      ls.push_back(labels[i].narrow(0, top, c).narrow(1, left, c));
+    }
+    x0 = torch::stack(xs);
+    labels = torch::stack(ls);
+  }
+  Tensor noise = torch::randn(x0.sizes(), gen);
   SparseMaskOptions so;
   so.share = config_.sparse_share;
   so.ignore_label = config_.ignore_label;
@@ -151,7 +174,10 @@ UNetTrainer::StepLoss UNetTrainer::train_step() {
   const int64_t local = B / world, first = rank * local;
   auto slice = [&](const Tensor& a) { return a.narrow(0, first, local); };
   Tensor y_local = slice(y);
-  ModelFn fn = [&](const Tensor& x, const Tensor& model_t) { return model_->forward(x, model_t, y_local); };
+  ModelFn fn = [&](const Tensor& x, const Tensor& model_t) {
+    AutocastGuard autocast(x.device(), config_.bf16);
+    return model_->forward(x, model_t, y_local).to(torch::kFloat32);
+  };
   optimizer_->zero_grad();
   LossTerms terms = diffusion_->training_losses(fn, slice(x0), slice(t), slice(noise));
   // Sum over local samples / global batch: summed over processes this is the global mean.
@@ -174,75 +200,57 @@ UNetTrainer::StepLoss UNetTrainer::train_step() {
   return out;
 }
 
+namespace {
+constexpr const char* kUNetCheckpointFormat = "iidm-unet-train-checkpoint-1";
+}
+
 void UNetTrainer::save_checkpoint(const std::string& path) const {
   if (distributed_ && distributed_->rank() != 0) return;
-  std::vector<std::pair<std::string, Tensor>> tensors;
-  auto named = state_dict(*model_);
-  size_t pi = 0;
-  for (const auto& [key, value] : named) tensors.emplace_back("model." + key, value);
-  // Parameters come first in state_dict(), in the same order as params_.
-  for (const auto& [key, value] : named) {
-    if (pi >= params_.size()) break;
-    tensors.emplace_back("ema." + key, ema_->shadow()[pi]);
-    tensors.emplace_back("adam_m." + key, optimizer_->exp_avg()[pi]);
-    tensors.emplace_back("adam_v." + key, optimizer_->exp_avg_sq()[pi]);
-    ++pi;
-  }
-  std::map<std::string, std::string> meta{{"format", "iidm-unet-train-checkpoint-1"},
-                                          {"step", std::to_string(step_)},
-                                          {"adam_steps", std::to_string(optimizer_->steps())},
-                                          {"ema_updates", std::to_string(ema_->updates())},
-                                          {"seed", std::to_string(config_.seed)},
-                                          {"train_config", config_.to_json().dump()},
-                                          {"unet_config", model_config_.unet.to_json().dump()}};
-  save_safetensors(path, tensors, meta);
+  const auto names = parameter_names(*model_);
+  CheckpointWriter w(kUNetCheckpointFormat);
+  w.add_module("model.", *model_);
+  w.add_ema("", names, *ema_);
+  w.add_optimizer("", names, *optimizer_);
+  w.set("step", std::to_string(step_));
+  w.set("seed", std::to_string(config_.seed));
+  w.set("train_config", config_.to_json().dump());
+  w.set("unet_config", model_config_.unet.to_json().dump());
+  w.write(path);
 }
 
 void UNetTrainer::resume(const std::string& path) {
-  auto file = SafeTensorsFile::open(path);
-  const auto& meta = file.metadata();
-  auto field = [&](const char* key) -> std::string {
-    auto it = meta.find(key);
-    if (it == meta.end()) fail("{}: not a training checkpoint (no '{}' in its metadata)", path, key);
-    return it->second;
-  };
-  if (field("format") != "iidm-unet-train-checkpoint-1") fail("{}: unknown checkpoint format '{}'", path, field("format"));
-  if (std::stoull(field("seed")) != config_.seed)
-    fail("{}: written with seed {}, but this run uses seed {} (a resumed run must keep its seed)", path, field("seed"), config_.seed);
-  LoadOptions lo;
-  lo.prefix = "model.";
-  load_state_dict(*model_, file, lo);
-  torch::NoGradGuard no_grad;
-  auto named = state_dict(*model_);
-  for (size_t i = 0; i < params_.size(); ++i) {
-    const std::string& key = named[i].first;
-    for (const auto& [prefix, target] : {std::pair<std::string, Tensor*>{"ema.", &ema_->shadow()[i]},
-                                         {"adam_m.", &optimizer_->exp_avg()[i]},
-                                         {"adam_v.", &optimizer_->exp_avg_sq()[i]}}) {
-      const std::string name = prefix + key;
-      if (!file.contains(name)) fail("{}: checkpoint has no '{}'", path, name);
-      Tensor source = file.tensor(name);
-      if (source.sizes() != target->sizes()) fail("{}: '{}' has the wrong shape", path, name);
-      target->copy_(source);
-    }
-  }
-  step_ = std::stoll(field("step"));
-  optimizer_->set_steps(std::stoll(field("adam_steps")));
-  ema_->set_updates(std::stoll(field("ema_updates")));
+  CheckpointReader r(path, kUNetCheckpointFormat);
+  if (r.meta("seed") != std::to_string(config_.seed))
+    fail("{}: written with seed {}, but this run uses seed {} (a resumed run must keep its seed)", path, r.meta("seed"), config_.seed);
+  r.load_module("model.", *model_);
+  const auto names = parameter_names(*model_);
+  r.load_ema("", names, *ema_);
+  r.load_optimizer("", names, *optimizer_);
+  step_ = r.meta_int("step");
   if (distributed_) distributed_->broadcast_parameters(*model_);
 }
 
-void UNetTrainer::export_weights(const std::string& path, bool ema) const {
+UNetModel UNetTrainer::ema_model() const {
+  UNetModel copy(model_config_.unet);
+  torch::NoGradGuard no_grad;
+  auto dst = copy->parameters();
+  for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(ema_->shadow()[i]);
+  auto src_buffers = model_->buffers(), dst_buffers = copy->buffers();
+  for (size_t i = 0; i < dst_buffers.size(); ++i) dst_buffers[i].copy_(src_buffers[i]);
+  copy->eval();
+  return copy;
+}
+
+void UNetTrainer::export_weights(const std::string& path, bool ema, torch::ScalarType dtype) const {
   if (distributed_ && distributed_->rank() != 0) return;
-  if (!ema) {
-    save_state_dict(*model_, path);
-    return;
-  }
+  // Parameters come first in state_dict(), in the order of params_ (and of the EMA shadow).
   auto named = state_dict(*model_);
   std::vector<std::pair<std::string, Tensor>> tensors;
-  for (size_t i = 0; i < named.size(); ++i)
-    tensors.emplace_back(named[i].first, i < params_.size() ? ema_->shadow()[i] : named[i].second);
-  save_safetensors(path, tensors, {{"step", std::to_string(step_)}, {"weights", "ema"}});
+  for (size_t i = 0; i < named.size(); ++i) {
+    Tensor value = ema && i < params_.size() ? ema_->shadow()[i] : named[i].second;
+    tensors.emplace_back(named[i].first, value.is_floating_point() ? value.detach().to(dtype) : value.detach());
+  }
+  save_safetensors(path, tensors, {{"step", std::to_string(step_)}, {"weights", ema ? "ema" : "model"}});
 }
 
 }  // namespace iidm

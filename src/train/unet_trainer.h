@@ -23,8 +23,10 @@ struct TrainingData {
 
 // Encodes ROOT (imgs/ + labels/) once with the autoencoder (or takes pixels when it is null),
 // adding horizontal flips, and writes the cache to `cache_path` (safetensors) unless empty.
+// With `bf16` the encoder runs under bfloat16 autocast (fast on CPUs with AMX).
 TrainingData build_training_cache(const std::string& root, int width, int height, const ModelConfig& config,
-                                  torch::nn::Module* autoencoder, bool flips, const std::string& cache_path);
+                                  torch::nn::Module* autoencoder, bool flips, const std::string& cache_path,
+                                  bool bf16 = false);
 TrainingData load_training_cache(const std::string& path);
 
 struct UNetTrainConfig {
@@ -38,6 +40,8 @@ struct UNetTrainConfig {
   double sparse_prob = 0.0;     // p that a sample's map gets class-wise sparse masking
   double sparse_share = 0.5;    // the share of each class's pixels it removes
   int64_t ignore_label = 255;
+  int crop = 0;       // square random crops of the cached maps (0: whole); SPADE conditioning is local
+  bool bf16 = false;  // autocast matmuls/convolutions to bfloat16
   uint64_t seed = 0;
 
   void validate() const;
@@ -62,7 +66,12 @@ class UNetTrainer {
   // Model, EMA, optimiser moments and step, atomically (rank 0 writes; other ranks do nothing).
   void save_checkpoint(const std::string& path) const;
   // A plain U-Net state dict (EMA weights by default), usable by every pipeline command.
-  void export_weights(const std::string& path, bool ema = true) const;
+  // `dtype` (float32, float16, bfloat16) is the storage precision; loading converts back.
+  void export_weights(const std::string& path, bool ema = true, torch::ScalarType dtype = torch::kFloat32) const;
+
+  // A copy of the U-Net holding the EMA weights (what export_weights writes), for sampling.
+  UNetModel ema_model() const;
+  const TrainingData& data() const { return data_; }
 
   int64_t step() const { return step_; }
   UNetModel& model() { return model_; }

@@ -174,15 +174,6 @@ Json UNetConfig::to_json() const {
 // ---------------------------------------------------------------------------------------------
 // Building blocks
 
-Tensor group_norm_f32(torch::nn::GroupNorm& norm, const Tensor& x) {
-  if (x.scalar_type() == torch::kFloat32 && (!norm->weight.defined() || norm->weight.scalar_type() == torch::kFloat32))
-    return norm->forward(x);
-  // Low-precision activations (and parameters) are normalised in float32, then cast back.
-  const auto& o = norm->options;
-  auto options = F::GroupNormFuncOptions(o.num_groups()).eps(o.eps());
-  if (norm->weight.defined()) options.weight(norm->weight.to(torch::kFloat32)).bias(norm->bias.to(torch::kFloat32));
-  return F::group_norm(x.to(torch::kFloat32), options).to(x.scalar_type());
-}
 
 namespace {
 

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/config.h"
+#include "core/norm.h"
 
 namespace iidm {
 
@@ -59,8 +60,6 @@ class UNetLayer : public torch::nn::Module {
                                 const torch::Tensor& emb) = 0;
 };
 
-// GroupNorm(32) evaluated in float32 whatever the activation dtype (guided_diffusion's GroupNorm32).
-torch::Tensor group_norm_f32(torch::nn::GroupNorm& norm, const torch::Tensor& x);
 
 // A holder whose children are registered as "0", "1", ... (nn.Sequential's key names) without
 // owning the forward logic, which the parent runs piecewise as the reference does.

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Reproduces the bundled demo models (models/demo/) from scratch on a 2-core CPU machine:
+#   1. make-data: 800 procedural landscapes for training, 50 held-out scenes for evaluation;
+#   2. train-autoencoder: the small KL first stage (bf16), which also measures the latent scale;
+#   3. train-unet: the 29-class SPADE U-Net on the encoded training set (bf16, latent crops),
+#      while train-segmenter trains the segmentation network on the other core;
+#   4. evaluate: mask accuracy and reference colour correlation on the 50 held-out masks.
+# Every step resumes where it stopped when the script is run again (checkpoints in WORK).
+# Usage: bash tools/train_demo.sh [WORK=demo-work] [OUT=models/demo]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+WORK=${1:-demo-work}
+OUT=${2:-models/demo}
+IIDM=./build/iidm
+[ -x "$IIDM" ] || { echo "build first: bash tools/setup.sh" >&2; exit 1; }
+mkdir -p "$WORK" "$OUT"
+start=$SECONDS
+stamp() { echo "[$(date +%H:%M:%S), $(((SECONDS - start) / 60)) min] $*"; }
+
+# Each trainer gets one thread: two processes then share the 2 cores without OpenMP threads
+# waiting on each other, which costs far more than it gains.
+T="--threads 1"
+
+stamp "data"
+$IIDM make-data --out "$WORK/train" --count 800 --size 256x192 --seed 1
+$IIDM make-data --out "$WORK/heldout" --count 50 --first 100000 --size 256x192 --seed 2
+
+stamp "segmenter (background)"
+$IIDM $T train-segmenter --model configs/demo/segmenter.json --data "$WORK/train" --validation "$WORK/heldout" \
+  --size 256x192 --crop 128 --batch-size 8 --steps 1500 --lr 2e-3 --bf16 --log-every 250 --out "$WORK/segmenter" \
+  > "$WORK/segmenter.log" 2>&1 &
+seg_pid=$!
+
+stamp "autoencoder"
+$IIDM $T train-autoencoder --model configs/demo/autoencoder.json --data "$WORK/train" --size 256x192 --crop 96 \
+  --batch-size 8 --steps 800 --lr 4e-4 --bf16 --log-every 100 --sample-every 200 --out "$WORK/ae"
+cp "$WORK/ae/autoencoder.safetensors" "$WORK/ae/autoencoder.json" "$OUT/"
+cp configs/demo/model.json "$OUT/model.json"
+
+stamp "U-Net"
+$IIDM $T train-unet --model "$OUT/model.json" --data "$WORK/train" --autoencoder "$OUT/autoencoder.safetensors" \
+  --size 256x192 --cache "$WORK/latents.safetensors" --crop 32 --batch-size 8 --steps ${UNET_STEPS:-6000} --lr 5e-4 \
+  --ema-decay 0.999 --bf16 --sparse-prob 0.1 --log-every 250 --save-every 250 --out "$WORK/unet"
+cp "$WORK/unet/unet-ema.safetensors" "$OUT/unet.safetensors"
+
+stamp "waiting for the segmenter"
+wait $seg_pid || { cat "$WORK/segmenter.log" >&2; exit 1; }
+tail -n 2 "$WORK/segmenter.log"
+cp "$WORK/segmenter/segmenter.safetensors" "$OUT/"
+cp configs/demo/segmenter.json "$OUT/segmenter.json"
+
+stamp "evaluation on 50 held-out masks"
+$IIDM evaluate --model "$OUT/model.json" --unet "$OUT/unet.safetensors" --autoencoder "$OUT/autoencoder.safetensors" \
+  --segmenter "$OUT/segmenter.safetensors" --segmenter-config "$OUT/segmenter.json" --data "$WORK/heldout" --count 50 \
+  --preset "$OUT/preset.json" --out "$WORK/eval"
+stamp "done"
