@@ -27,7 +27,7 @@ $IIDM make-data --out "$WORK/heldout" --count 50 --first 100000 --size 256x192 -
 
 stamp "segmenter (background)"
 $IIDM $T train-segmenter --model configs/demo/segmenter.json --data "$WORK/train" --validation "$WORK/heldout" \
-  --size 256x192 --crop 128 --batch-size 8 --steps 1500 --lr 2e-3 --bf16 --log-every 250 --out "$WORK/segmenter" \
+  --size 256x192 --crop 128 --batch-size 8 --steps ${SEG_STEPS:-1000} --lr 2e-3 --bf16 --log-every 100 --out "$WORK/segmenter" \
   > "$WORK/segmenter.log" 2>&1 &
 seg_pid=$!
 
@@ -39,8 +39,9 @@ cp configs/demo/model.json "$OUT/model.json"
 
 stamp "U-Net"
 $IIDM $T train-unet --model "$OUT/model.json" --data "$WORK/train" --autoencoder "$OUT/autoencoder.safetensors" \
-  --size 256x192 --cache "$WORK/latents.safetensors" --crop 32 --batch-size 8 --steps ${UNET_STEPS:-6000} --lr 5e-4 \
-  --ema-decay 0.999 --bf16 --sparse-prob 0.1 --log-every 250 --save-every 250 --out "$WORK/unet"
+  --size 256x192 --cache "$WORK/latents.safetensors" --crop 32 --batch-size 8 --steps ${UNET_STEPS:-1000} --lr 5e-4 \
+  --ema-decay 0.999 --bf16 --sparse-prob 0.1 --log-every 100 --save-every 250 --sample-every 500 \
+  --export-precision fp16 --out "$WORK/unet"
 cp "$WORK/unet/unet-ema.safetensors" "$OUT/unet.safetensors"
 
 stamp "waiting for the segmenter"
@@ -52,5 +53,5 @@ cp configs/demo/segmenter.json "$OUT/segmenter.json"
 stamp "evaluation on 50 held-out masks"
 $IIDM evaluate --model "$OUT/model.json" --unet "$OUT/unet.safetensors" --autoencoder "$OUT/autoencoder.safetensors" \
   --segmenter "$OUT/segmenter.safetensors" --segmenter-config "$OUT/segmenter.json" --data "$WORK/heldout" --count 50 \
-  --preset "$OUT/preset.json" --out "$WORK/eval"
+  --preset "$OUT/preset.json" --precision bf16 --channels-last --batch-size 5 --out "$WORK/eval"
 stamp "done"
