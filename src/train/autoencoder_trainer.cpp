@@ -260,8 +260,7 @@ void AutoencoderTrainer::save_checkpoint(const std::string& path) const {
 
 void AutoencoderTrainer::resume(const std::string& path) {
   CheckpointReader r(path, kAutoencoderCheckpointFormat);
-  if (r.meta("seed") != std::to_string(config_.seed))
-    fail("{}: written with seed {}, but this run uses seed {} (a resumed run must keep its seed)", path, r.meta("seed"), config_.seed);
+  r.require_seed(config_.seed);
   r.load_module("model.", *model_);
   r.load_optimizer("", parameter_names(*model_), *optimizer_);
   const bool has_disc = Json::parse(r.meta("train_config")).value("disc_start", -1) >= 0;

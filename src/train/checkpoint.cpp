@@ -60,6 +60,11 @@ int64_t CheckpointReader::meta_int(const std::string& key) const {
   fail("{}: metadata '{}' is '{}', not an integer", path_, key, value);
 }
 
+void CheckpointReader::require_seed(uint64_t seed) const {
+  if (meta("seed") != std::to_string(seed))
+    fail("{}: written with seed {}, but this run uses seed {} (a resumed run must keep its seed)", path_, meta("seed"), seed);
+}
+
 void CheckpointReader::load_module(const std::string& prefix, torch::nn::Module& module) const {
   LoadOptions options;
   options.prefix = prefix;

@@ -43,6 +43,8 @@ class CheckpointReader {
   CheckpointReader(const std::string& path, const std::string& format);
   std::string meta(const std::string& key) const;
   int64_t meta_int(const std::string& key) const;
+  // Step n's randomness derives from (seed, n): a resumed run must keep the checkpoint's seed.
+  void require_seed(uint64_t seed) const;
   void load_module(const std::string& prefix, torch::nn::Module& module) const;
   void load_tensors(const std::string& prefix, const std::vector<std::string>& names, std::vector<torch::Tensor>& targets) const;
   void load_optimizer(const std::string& prefix, const std::vector<std::string>& names, AdamW& optimizer) const;

@@ -104,8 +104,7 @@ void SegmenterTrainer::save_checkpoint(const std::string& path) const {
 
 void SegmenterTrainer::resume(const std::string& path) {
   CheckpointReader r(path, kSegmenterCheckpointFormat);
-  if (r.meta("seed") != std::to_string(config_.seed))
-    fail("{}: written with seed {}, but this run uses seed {} (a resumed run must keep its seed)", path, r.meta("seed"), config_.seed);
+  r.require_seed(config_.seed);
   r.load_module("model.", *model_);
   r.load_optimizer("", parameter_names(*model_), *optimizer_);
   step_ = r.meta_int("step");

@@ -220,8 +220,7 @@ void UNetTrainer::save_checkpoint(const std::string& path) const {
 
 void UNetTrainer::resume(const std::string& path) {
   CheckpointReader r(path, kUNetCheckpointFormat);
-  if (r.meta("seed") != std::to_string(config_.seed))
-    fail("{}: written with seed {}, but this run uses seed {} (a resumed run must keep its seed)", path, r.meta("seed"), config_.seed);
+  r.require_seed(config_.seed);
   r.load_module("model.", *model_);
   const auto names = parameter_names(*model_);
   r.load_ema("", names, *ema_);
