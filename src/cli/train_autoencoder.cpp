@@ -90,7 +90,7 @@ std::function<int()> add_train_autoencoder_command(CLI::App& app, const CommonOp
       write_image((fs::path(a->out) / "samples" / fmt::format("step-{:06}.png", trainer.step())).string(),
                   trainer.reconstruction_grid());
     };
-    ProgressBar bar("training", a->train.steps);
+    ProgressBar bar("training", a->train.steps, trainer.step());
     AutoencoderTrainer::StepLoss sum;
     int count = 0;
     while (trainer.step() < a->train.steps) {

@@ -50,7 +50,7 @@ std::function<int()> add_train_segmenter_command(CLI::App& app, const CommonOpti
       trainer.resume(checkpoint);
       fmt::print(stderr, "resumed {} at step {}\n", checkpoint, trainer.step());
     }
-    ProgressBar bar("training", a->train.steps);
+    ProgressBar bar("training", a->train.steps, trainer.step());
     double sum = 0;
     int count = 0;
     while (trainer.step() < a->train.steps) {

@@ -131,7 +131,7 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
     };
     if (grids) fs::create_directories(fs::path(a->out) / "samples");
 
-    ProgressBar bar("training", a->train.steps);
+    ProgressBar bar("training", a->train.steps, trainer.step());
     double loss_sum = 0;
     int loss_count = 0;
     while (trainer.step() < a->train.steps) {

@@ -8,14 +8,14 @@
 
 namespace iidm {
 
-ProgressBar::ProgressBar(std::string label, int64_t total) : label_(std::move(label)) {
+ProgressBar::ProgressBar(std::string label, int64_t total, int64_t already_done) : label_(std::move(label)) {
   tty_ = ::isatty(STDERR_FILENO);
-  reset(total);
+  reset(total, already_done);
 }
 
-void ProgressBar::reset(int64_t total) {
+void ProgressBar::reset(int64_t total, int64_t already_done) {
   total_ = total;
-  done_ = 0;
+  done_ = base_ = already_done;
   finished_ = false;
   last_logged_decile_ = -1;
   start_ = last_draw_ = std::chrono::steady_clock::now();
@@ -29,12 +29,18 @@ std::string ProgressBar::format_duration(double s) {
   return fmt::format("{}s", total);
 }
 
+double ProgressBar::eta_seconds(int64_t already_done, int64_t done, int64_t total, double elapsed) {
+  const int64_t this_run = done - already_done;
+  if (!(elapsed > 0) || this_run <= 0) return -1;
+  return static_cast<double>(total - done) * elapsed / static_cast<double>(this_run);
+}
+
 void ProgressBar::update(int64_t done, const std::string& suffix) {
   done_ = done;
   const auto now = std::chrono::steady_clock::now();
   const double elapsed = std::chrono::duration<double>(now - start_).count();
-  const double rate = elapsed > 0 ? done / elapsed : 0;
-  const double eta = rate > 0 ? (total_ - done) / rate : -1;
+  const double rate = elapsed > 0 ? static_cast<double>(done - base_) / elapsed : 0;
+  const double eta = eta_seconds(base_, done, total_, elapsed);
   const int64_t decile = total_ > 0 ? done * 10 / total_ : 0;
   if (tty_) {
     if (done < total_ && std::chrono::duration<double>(now - last_draw_).count() < 0.2) return;
