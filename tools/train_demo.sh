@@ -27,7 +27,7 @@ $IIDM make-data --out "$WORK/heldout" --count 50 --first 100000 --size 256x192 -
 
 stamp "segmenter (background)"
 $IIDM $T train-segmenter --model configs/demo/segmenter.json --data "$WORK/train" --validation "$WORK/heldout" \
-  --size 256x192 --crop 128 --batch-size 8 --steps ${SEG_STEPS:-1000} --lr 2e-3 --bf16 --log-every 100 --out "$WORK/segmenter" \
+  --size 256x192 --crop 128 --batch-size 8 --steps ${SEG_STEPS:-1500} --lr 2e-3 --bf16 --log-every 100 --out "$WORK/segmenter" \
   > "$WORK/segmenter.log" 2>&1 &
 seg_pid=$!
 
@@ -35,11 +35,11 @@ stamp "autoencoder"
 $IIDM $T train-autoencoder --model configs/demo/autoencoder.json --data "$WORK/train" --size 256x192 --crop 96 \
   --batch-size 8 --steps 800 --lr 4e-4 --bf16 --log-every 100 --sample-every 200 --out "$WORK/ae"
 cp "$WORK/ae/autoencoder.safetensors" "$WORK/ae/autoencoder.json" "$OUT/"
-cp configs/demo/model.json "$OUT/model.json"
+cp configs/demo/model.json configs/demo/preset.json "$OUT/"
 
 stamp "U-Net"
 $IIDM $T train-unet --model "$OUT/model.json" --data "$WORK/train" --autoencoder "$OUT/autoencoder.safetensors" \
-  --size 256x192 --cache "$WORK/latents.safetensors" --crop 32 --batch-size 8 --steps ${UNET_STEPS:-1000} --lr 5e-4 \
+  --size 256x192 --cache "$WORK/latents.safetensors" --crop 32 --batch-size 8 --steps ${UNET_STEPS:-3000} --lr 5e-4 \
   --ema-decay 0.999 --bf16 --sparse-prob 0.1 --log-every 100 --save-every 250 --sample-every 500 \
   --export-precision fp16 --out "$WORK/unet"
 cp "$WORK/unet/unet-ema.safetensors" "$OUT/unet.safetensors"
