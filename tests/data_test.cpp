@@ -7,6 +7,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <set>
 
+#include "data/crops.h"
 #include "data/dataset.h"
 #include "data/landscape.h"
 #include "data/sparse.h"
@@ -99,3 +100,42 @@ TEST(Dataset, PairsByStemAndReportsUnmatchedFiles) {
 
 }  // namespace
 }  // namespace iidm
+
+// Crops of an image and of its label map come from the same window (and the same flip), so the
+// pair stays aligned; a batch with neither crops nor flips consumes no random numbers.
+TEST(RandomCrops, ImageAndLabelsStayAlignedAndFlipsMirror) {
+  const int64_t N = 3, H = 10, W = 14;
+  // Every pixel's value says where it is: image channel 0 = x, channel 1 = y + 100 * item; labels = x.
+  torch::Tensor xs = torch::arange(W, torch::kFloat32).view({1, 1, 1, W}).expand({N, 1, H, W});
+  torch::Tensor ys = torch::arange(H, torch::kFloat32).view({1, 1, H, 1}).expand({N, 1, H, W}) +
+                     100 * torch::arange(N, torch::kFloat32).view({N, 1, 1, 1});
+  torch::Tensor images = torch::cat({xs, ys}, 1).contiguous();
+  torch::Tensor labels = torch::arange(W, torch::kInt64).view({1, 1, W}).expand({N, H, W}).contiguous();
+  torch::Tensor index = torch::tensor({2, 0, 1, 2, 2, 0, 1, 1}, torch::kInt64);
+  auto gen = at::detail::createCPUGenerator(7);
+  const auto crops = iidm::random_crops({images, labels}, index, 6, /*flip=*/true, gen);
+  ASSERT_EQ(crops[0].sizes(), (std::vector<int64_t>{8, 2, 6, 6}));
+  ASSERT_EQ(crops[1].sizes(), (std::vector<int64_t>{8, 6, 6}));
+  int flipped = 0;
+  for (int64_t i = 0; i < 8; ++i) {
+    // The labels carry x, as the image's channel 0 does, through crop and flip alike.
+    EXPECT_TRUE(torch::equal(crops[0][i][0].to(torch::kInt64), crops[1][i]));
+    // Rows are whole rows of the indexed item: y + 100 * item, constant along x.
+    const torch::Tensor y = crops[0][i][1];
+    EXPECT_EQ(static_cast<int64_t>(y[0][0].item<float>()) / 100, index[i].item<int64_t>());
+    EXPECT_TRUE(torch::equal(y, y.select(1, 0).unsqueeze(1).expand({6, 6})));
+    // x runs by +1 (as is) or -1 (mirrored) across the window.
+    const float step = crops[0][i][0][0][1].item<float>() - crops[0][i][0][0][0].item<float>();
+    EXPECT_TRUE(step == 1.0f || step == -1.0f);
+    flipped += step < 0;
+  }
+  EXPECT_GT(flipped, 0);
+  EXPECT_LT(flipped, 8);
+
+  auto a = at::detail::createCPUGenerator(11), b = at::detail::createCPUGenerator(11);
+  const auto whole = iidm::random_crops({images}, index, 0, /*flip=*/false, a);
+  EXPECT_TRUE(torch::equal(whole[0], images.index_select(0, index)));
+  EXPECT_TRUE(torch::equal(torch::rand({4}, a), torch::rand({4}, b)));
+  EXPECT_THROW(iidm::random_crops({images}, index, 11, false, a), std::exception);
+  EXPECT_THROW(iidm::random_crops({images, labels.narrow(2, 0, 5)}, index, 4, false, a), std::exception);
+}

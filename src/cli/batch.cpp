@@ -86,9 +86,8 @@ std::function<int()> add_batch_command(CLI::App& app, const CommonOptions& commo
 
   return [args, &common]() {
     const auto start_time = std::chrono::steady_clock::now();
-    int W = 0, H = 0;
-    if (std::sscanf(args->size.c_str(), "%dx%d", &W, &H) != 2 || W <= 0 || H <= 0)
-      fail("--size '{}' must be WIDTHxHEIGHT, e.g. 512x384", args->size);
+    const ImageSize size = parse_size(args->size);
+    const int W = size.width, H = size.height;
     if (args->ext != "jpg" && args->ext != "png") fail("--ext must be jpg or png, got '{}'", args->ext);
     const Shard shard = args->shard.empty() ? shard_from_environment() : parse_shard(args->shard);
     const std::vector<Stage> stages = args->gen.stages();

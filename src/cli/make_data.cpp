@@ -43,8 +43,8 @@ std::function<int()> add_make_data_command(CLI::App& app, const CommonOptions&) 
                   "Make a test split: write labels/ only, plus label_to_img.json naming a random image of this "
                   "train split's imgs/ as each label's style reference");
   return [a]() {
-    int W = 0, H = 0;
-    if (std::sscanf(a->size.c_str(), "%dx%d", &W, &H) != 2 || W < 16 || H < 16) fail("--size '{}' must be WxH (>= 16)", a->size);
+    const ImageSize size = parse_size(a->size, 16);
+    const int W = size.width, H = size.height;
     const bool test_split = !a->references_from.empty();
     std::vector<std::string> references;
     if (test_split) {

@@ -67,8 +67,8 @@ std::function<int()> add_train_autoencoder_command(CLI::App& app, const CommonOp
       ->capture_default_str();
   return [a, &common]() {
     AutoencoderConfig config = read_autoencoder_config(a->model);
-    int W = 0, H = 0;
-    if (std::sscanf(a->size.c_str(), "%dx%d", &W, &H) != 2 || W <= 0 || H <= 0) fail("--size '{}' must be WxH", a->size);
+    const ImageSize size = parse_size(a->size);
+    const int W = size.width, H = size.height;
     double fixed_scale = 0;
     if (a->scale_factor != "auto") {
       try {

@@ -40,8 +40,8 @@ std::function<int()> add_train_segmenter_command(CLI::App& app, const CommonOpti
   cmd->add_option("--log-every", a->log_every, "Print the mean loss every N steps")->capture_default_str();
   return [a, &common]() {
     const SegmenterConfig config = SegmenterConfig::from_file(a->model);
-    int W = 0, H = 0;
-    if (std::sscanf(a->size.c_str(), "%dx%d", &W, &H) != 2 || W <= 0 || H <= 0) fail("--size '{}' must be WxH", a->size);
+    const ImageSize size = parse_size(a->size);
+    const int W = size.width, H = size.height;
     const torch::Device device = parse_device(common.device);
     fs::create_directories(a->out);
     SegmenterTrainer trainer(config, a->train, load_labelled_images(a->data, W, H, config.num_classes), device);

@@ -65,8 +65,8 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
     std::unique_ptr<Distributed> dist;
     if (auto env = DistributedEnv::from_environment()) dist = std::make_unique<Distributed>(*env);
     const bool leader = !dist || dist->rank() == 0;
-    int W = 0, H = 0;
-    if (std::sscanf(a->size.c_str(), "%dx%d", &W, &H) != 2 || W <= 0 || H <= 0) fail("--size '{}' must be WxH", a->size);
+    const ImageSize size = parse_size(a->size);
+    const int W = size.width, H = size.height;
     fs::create_directories(a->out);
 
     Autoencoder ae{nullptr};

@@ -8,6 +8,7 @@
 #include "core/progress.h"
 #include "core/runtime.h"
 #include "core/state_dict.h"
+#include "data/crops.h"
 #include "pipeline/pipeline.h"
 #include "train/checkpoint.h"
 
@@ -153,18 +154,8 @@ AutoencoderTrainer::AutoencoderTrainer(AutoencoderConfig model_config, Autoencod
 void AutoencoderTrainer::init_weights(const std::string& path) { load_state_dict(*model_, path); }
 
 Tensor AutoencoderTrainer::batch(at::Generator& gen) const {
-  const int64_t B = config_.batch_size, N = images_.size(0), H = images_.size(2), W = images_.size(3);
-  const int64_t size_h = config_.crop > 0 ? config_.crop : H, size_w = config_.crop > 0 ? config_.crop : W;
-  Tensor index = torch::randint(N, {B}, gen, torch::kInt64);
-  Tensor oy = torch::randint(H - size_h + 1, {B}, gen, torch::kInt64);
-  Tensor ox = torch::randint(W - size_w + 1, {B}, gen, torch::kInt64);
-  Tensor flip = torch::rand({B}, gen) < 0.5;
-  std::vector<Tensor> items;
-  for (int64_t i = 0; i < B; ++i) {
-    Tensor x = images_[index[i].item<int64_t>()].narrow(1, oy[i].item<int64_t>(), size_h).narrow(2, ox[i].item<int64_t>(), size_w);
-    items.push_back(flip[i].item<bool>() ? x.flip({2}) : x);
-  }
-  return torch::stack(items).to(device_);
+  Tensor index = torch::randint(images_.size(0), {config_.batch_size}, gen, torch::kInt64);
+  return random_crops({images_}, index, config_.crop, /*flip=*/true, gen)[0].to(device_);
 }
 
 AutoencoderTrainer::StepLoss AutoencoderTrainer::train_step() {

@@ -4,6 +4,7 @@
 #include "core/progress.h"
 #include "core/runtime.h"
 #include "core/state_dict.h"
+#include "data/crops.h"
 #include "data/dataset.h"
 #include "pipeline/pipeline.h"
 #include "train/checkpoint.h"
@@ -59,20 +60,9 @@ SegmenterTrainer::SegmenterTrainer(SegmenterConfig model_config, SegmenterTrainC
 
 double SegmenterTrainer::train_step() {
   auto gen = at::detail::createCPUGenerator(derive_seed(config_.seed, "seg-step:" + std::to_string(step_)));
-  const int64_t B = config_.batch_size, N = data_.images.size(0), H = data_.images.size(2), W = data_.images.size(3);
-  const int64_t ch = config_.crop > 0 ? config_.crop : H, cw = config_.crop > 0 ? config_.crop : W;
-  Tensor index = torch::randint(N, {B}, gen, torch::kInt64);
-  Tensor oy = torch::randint(H - ch + 1, {B}, gen, torch::kInt64), ox = torch::randint(W - cw + 1, {B}, gen, torch::kInt64);
-  Tensor flip = torch::rand({B}, gen) < 0.5;
-  std::vector<Tensor> xs, ys;
-  for (int64_t i = 0; i < B; ++i) {
-    const int64_t n = index[i].item<int64_t>(), y0 = oy[i].item<int64_t>(), x0 = ox[i].item<int64_t>();
-    Tensor x = data_.images[n].narrow(1, y0, ch).narrow(2, x0, cw);
-    Tensor y = data_.labels[n].narrow(0, y0, ch).narrow(1, x0, cw);
-    xs.push_back(flip[i].item<bool>() ? x.flip({2}) : x);
-    ys.push_back(flip[i].item<bool>() ? y.flip({1}) : y);
-  }
-  Tensor x = torch::stack(xs).to(device_), y = torch::stack(ys).to(torch::kInt64).to(device_);
+  Tensor index = torch::randint(data_.images.size(0), {config_.batch_size}, gen, torch::kInt64);
+  const auto crops = random_crops({data_.images, data_.labels}, index, config_.crop, /*flip=*/true, gen);
+  Tensor x = crops[0].to(device_), y = crops[1].to(torch::kInt64).to(device_);
   Tensor loss;
   {
     AutocastGuard autocast(device_, config_.bf16);

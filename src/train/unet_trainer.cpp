@@ -8,6 +8,7 @@
 #include "core/runtime.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
+#include "data/crops.h"
 #include "data/dataset.h"
 #include "data/sparse.h"
 #include "pipeline/pipeline.h"
@@ -145,20 +146,10 @@ UNetTrainer::StepLoss UNetTrainer::train_step() {
   Tensor drop = torch::rand({B}, gen) < config_.label_drop;
   Tensor sparse = torch::rand({B}, gen) < config_.sparse_prob;
   Tensor t = torch::randint(diffusion_->num_steps(), {B}, gen, torch::kInt64);
-  Tensor x0 = data_.x0.index_select(0, index);
-  Tensor labels = data_.labels.index_select(0, index).to(torch::kInt64);
-  if (config_.crop > 0) {
-    const int64_t c = config_.crop, H = x0.size(2), W = x0.size(3);
-    Tensor oy = torch::randint(H - c + 1, {B}, gen, torch::kInt64), ox = torch::randint(W - c + 1, {B}, gen, torch::kInt64);
-    std::vector<Tensor> xs, ls;
-    for (int64_t i = 0; i < B; ++i) {
-      const int64_t top = oy[i].item<int64_t>(), left = ox[i].item<int64_t>();
-      xs.push_back(x0[i].narrow(1, top, c).narrow(2, left, c));
-      ls.push_back(labels[i].narrow(0, top, c).narrow(1, left, c));
-    }
-    x0 = torch::stack(xs);
-    labels = torch::stack(ls);
-  }
+  // Mirrored copies are in the cache (build_training_cache adds them unless told not to), so crops
+  // are not flipped here.
+  const auto crops = random_crops({data_.x0, data_.labels}, index, config_.crop, /*flip=*/false, gen);
+  Tensor x0 = crops[0], labels = crops[1].to(torch::kInt64);
   Tensor noise = torch::randn(x0.sizes(), gen);
   SparseMaskOptions so;
   so.share = config_.sparse_share;
