@@ -5,8 +5,10 @@
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <map>
 
+#include "core/fs.h"
 #include "data/landscape.h"
 #include "diffusion/sampler.h"
 #include "tiny_models.h"
@@ -143,6 +145,78 @@ TEST(Distillation, StudentWithHalfTheStepsStaysCloseToItsTeacher) {
               naive, distilled / naive, seconds);
   // Closer than the teacher's own half-step samples, and not by a hair.
   EXPECT_LT(distilled, 0.95 * naive) << "student " << distilled << " vs teacher at half the steps " << naive;
+}
+
+std::vector<torch::Tensor> teacher_parameters(Distiller& d) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : d.teacher()->parameters()) out.push_back(p.detach().clone());
+  return out;
+}
+
+// A distillation stopped inside a round, or between rounds, and continued from its checkpoint by a
+// new Distiller ends with the same teacher, bit for bit, as one that ran without stopping.
+TEST(Distillation, ResumedRunsEqualAnUninterruptedOne) {
+  OneThread one_thread;
+  test::TempDir dir;
+  const auto files = test::write_tiny_model(dir, false);
+  const ModelConfig config = ModelConfig::from_file(files.config);
+  const TrainingData data = landscapes(4, 8, 8);
+  DistillConfig dc;
+  dc.teacher_steps = 20;  // two rounds: 20 -> 10 -> 5
+  dc.iterations = 4;
+  dc.batch_size = 2;
+  dc.guidance = 2.0;  // distilled in round 1, 1 afterwards: the checkpoint must carry which
+  dc.seed = 5;
+
+  Distiller straight(config, dc, data, files.unet);
+  const double tail1 = straight.run_round();
+  const double tail2 = straight.run_round();
+  EXPECT_EQ(straight.rounds_done(), 2);
+  const auto expected = teacher_parameters(straight);
+
+  // Stopped after 3 of round 1's 4 iterations...
+  const std::string mid = dir.file("mid.safetensors"), between = dir.file("between.safetensors");
+  {
+    Distiller first(config, dc, data, files.unet);
+    first.start_round();
+    for (int i = 0; i < 3; ++i) first.step();
+    first.save_checkpoint(mid);
+  }
+  // ...continued by another process's Distiller, then stopped between the rounds...
+  {
+    Distiller second(config, dc, data, files.unet);
+    second.resume(mid);
+    EXPECT_TRUE(second.in_round());
+    EXPECT_EQ(second.iteration(), 3);
+    EXPECT_EQ(second.rounds_done(), 0);
+    second.step();
+    EXPECT_DOUBLE_EQ(second.end_round(), tail1) << "the round's tail loss survives the resume";
+    second.save_checkpoint(between);
+  }
+  // ...and finished by a third.
+  Distiller third(config, dc, data, files.unet);
+  third.resume(between);
+  EXPECT_FALSE(third.in_round());
+  EXPECT_EQ(third.rounds_done(), 1);
+  EXPECT_EQ(third.teacher_steps(), 10);
+  EXPECT_DOUBLE_EQ(third.run_round(), tail2);
+  const auto got = teacher_parameters(third);
+  ASSERT_EQ(got.size(), expected.size());
+  for (size_t i = 0; i < got.size(); ++i) EXPECT_TRUE(torch::equal(got[i], expected[i])) << "parameter " << i;
+
+  // Checkpoints of another run are refused, naming the file and the reason.
+  DistillConfig other_seed = dc;
+  other_seed.seed = 6;
+  Distiller a(config, other_seed, data, files.unet);
+  test::expect_error([&] { a.resume(mid); }, {mid, "seed"});
+  DistillConfig other_chain = dc;
+  other_chain.teacher_steps = 10;
+  Distiller b(config, other_chain, data, files.unet);
+  test::expect_error([&] { b.resume(mid); }, {mid, "ddim20"});
+  const std::string bytes = read_file(mid);
+  std::ofstream(dir.file("truncated.safetensors"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
+  Distiller c(config, dc, data, files.unet);
+  test::expect_error([&] { c.resume(dir.file("truncated.safetensors")); }, {dir.file("truncated.safetensors")});
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // The training commands end to end, as real processes on real files: make-data, then
 // train-autoencoder (weights, a config with the measured latent scale, reconstruction grids),
-// train-unet on that autoencoder (sample grids), train-segmenter (held-out accuracy), and
-// evaluate (metrics; a second run reuses the generated images instead of generating again).
+// train-unet on that autoencoder (sample grids), distill (resumed between rounds), train-segmenter
+// (held-out accuracy), and evaluate (metrics; a second run reuses the generated images instead of
+// generating again).
 #include <sys/wait.h>
 
 #include <cstdlib>
@@ -50,7 +51,7 @@ TEST(TrainingCli, AutoencoderUNetSegmenterAndEvaluationEndToEnd) {
     "diffusion": {"steps": 1000, "noise_schedule": "linear", "learn_sigma": true}, "autoencoder": "autoencoder.json"})";
   ASSERT_EQ(iidm("train-unet --model " + dir.file("model.json") + " --data " + train + " --autoencoder " +
                      dir.file("ae/autoencoder.safetensors") + " --size 32x32 --batch-size 2 --steps 2 --crop 8 --bf16 " +
-                     "--sample-every 2 --out " + dir.file("unet"),
+                     "--sample-every 2 --cache " + dir.file("cache.safetensors") + " --out " + dir.file("unet"),
                  log),
             0)
       << read_file(log);
@@ -59,6 +60,30 @@ TEST(TrainingCli, AutoencoderUNetSegmenterAndEvaluationEndToEnd) {
   const torch::Tensor grid = read_image(dir.file("unet/samples/step-000002.png"));
   EXPECT_EQ(grid.size(3), 3 * 32);
   EXPECT_EQ(grid.size(2), 4 * 32);
+
+  // Distillation as a command. A run of one round, then a run asking for two continues from the
+  // checkpoint (round 1 is not redone) and writes the same student as one run of two rounds; the
+  // student is an ordinary U-Net for generate.
+  const std::string distill = "distill --model " + dir.file("model.json") + " --teacher " +
+                              dir.file("unet/unet-ema.safetensors") + " --cache " + dir.file("cache.safetensors") +
+                              " --teacher-steps 20 --iterations 2 --batch-size 2 --guidance 2 --save-every 1";
+  ASSERT_EQ(iidm(distill + " --rounds 1 --out " + dir.file("d1"), log), 0) << read_file(log);
+  EXPECT_TRUE(fs::exists(dir.file("d1/student-ddim10.safetensors")));
+  ASSERT_EQ(iidm(distill + " --rounds 2 --out " + dir.file("d1"), log), 0) << read_file(log);
+  EXPECT_NE(read_file(log).find("1 round(s) done"), std::string::npos) << read_file(log);
+  EXPECT_EQ(read_file(log).find("round 1 ("), std::string::npos) << "round 1 is not run again: " << read_file(log);
+  ASSERT_EQ(iidm(distill + " --rounds 2 --out " + dir.file("d2"), log), 0) << read_file(log);
+  EXPECT_EQ(read_file(dir.file("d1/student-ddim5.safetensors")), read_file(dir.file("d2/student-ddim5.safetensors")));
+  ASSERT_EQ(iidm(distill + " --rounds 2 --out " + dir.file("d2"), log), 0) << read_file(log);
+  EXPECT_NE(read_file(log).find("already done"), std::string::npos) << read_file(log);
+  ASSERT_EQ(iidm("generate --model " + dir.file("model.json") + " --unet " + dir.file("d1/student-ddim5.safetensors") +
+                     " --autoencoder " + dir.file("ae/autoencoder.safetensors") + " --mask " + held +
+                     "/labels/01000.png --style " + held + "/imgs/01001.jpg --steps ddim5 --strength 1 --guidance 1 --out " +
+                     dir.file("student.png"),
+                 log),
+            0)
+      << read_file(log);
+  EXPECT_EQ(read_image(dir.file("student.png")).size(3), 32);
 
   std::ofstream(dir.file("seg.json")) << R"({"channels": 16, "channel_mult": [1, 2], "blocks": 1})";
   ASSERT_EQ(iidm("train-segmenter --model " + dir.file("seg.json") + " --data " + train + " --validation " + held +
@@ -93,6 +118,14 @@ TEST(TrainingCli, AutoencoderUNetSegmenterAndEvaluationEndToEnd) {
   std::ofstream(dir.file("bad.json")) << R"({"channels": 16, "chanel_mult": [1, 2]})";
   EXPECT_NE(iidm("train-segmenter --model " + dir.file("bad.json") + " --data " + train + " --out " + dir.file("bad"), log), 0);
   EXPECT_NE(read_file(log).find("chanel_mult"), std::string::npos) << read_file(log);
+
+  // A malformed --size is refused by every command that takes one, before any work.
+  for (const std::string size : {"32x", "32x32x", "0x32", "32*32"}) {
+    EXPECT_NE(iidm("train-autoencoder --model " + dir.file("ae.json") + " --data " + train + " --size " + size + " --out " + dir.file("bad"), log), 0);
+    EXPECT_NE(read_file(log).find("--size '" + size + "' must be WIDTHxHEIGHT"), std::string::npos) << read_file(log);
+  }
+  EXPECT_NE(iidm("make-data --out " + dir.file("bad") + " --count 1 --size 8x8", log), 0);
+  EXPECT_NE(read_file(log).find("sides >= 16"), std::string::npos) << read_file(log);
 }
 
 }  // namespace

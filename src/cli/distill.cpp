@@ -18,7 +18,7 @@ std::function<int()> add_distill_command(CLI::App& app, const CommonOptions&) {
                                  "(two guided teacher DDIM steps -> one student step)");
   struct Args {
     std::string model, teacher, cache, out;
-    int rounds = 1;
+    int rounds = 1, save_every = 100;
     DistillConfig config;
   };
   auto a = std::make_shared<Args>();
@@ -45,21 +45,44 @@ std::function<int()> add_distill_command(CLI::App& app, const CommonOptions&) {
   cmd->add_option("--batch-size", a->config.batch_size, "Batch size")->capture_default_str();
   cmd->add_option("--lr", a->config.adam.lr, "AdamW learning rate")->capture_default_str();
   cmd->add_option("--seed", a->config.seed, "Seed")->capture_default_str();
+  cmd->add_option("--save-every", a->save_every,
+                  "Checkpoint every N iterations to OUT/checkpoint.safetensors (0: at the end of rounds only)")
+      ->capture_default_str();
   return [a]() {
     ModelConfig config = ModelConfig::from_file(a->model);
     // Refuse a plan that fails in a later round before spending the earlier ones.
     Distiller::check_rounds(config.diffusion, a->config.teacher_steps, a->rounds);
     Distiller distiller(config, a->config, load_training_cache(a->cache), a->teacher);
     fs::create_directories(a->out);
-    for (int round = 0; round < a->rounds; ++round) {
+    // A run that was stopped continues from its checkpoint: rounds already done are not redone, and
+    // a round in progress goes on from its last saved iteration as if it had never stopped.
+    const std::string checkpoint = (fs::path(a->out) / "checkpoint.safetensors").string();
+    if (fs::exists(checkpoint)) {
+      distiller.resume(checkpoint);
+      fmt::print(stderr, "resumed {}: {} round(s) done{}\n", checkpoint, distiller.rounds_done(),
+                 distiller.in_round() ? fmt::format(", round {} at iteration {}", distiller.rounds_done() + 1,
+                                                    distiller.iteration())
+                                      : "");
+    }
+    if (distiller.rounds_done() >= a->rounds)
+      fmt::print("all {} round(s) already done (ddim{}); students in {}\n", a->rounds, distiller.teacher_steps(), a->out);
+    for (int round = distiller.rounds_done(); round < a->rounds; ++round) {
       const int from = distiller.teacher_steps();
-      ProgressBar bar(fmt::format("round {} ({} -> {} steps)", round + 1, from, from / 2), a->config.iterations);
-      const double loss =
-          distiller.run_round([&](int done, int, double l) { bar.update(done, fmt::format("loss {:.4f}", l)); });
+      if (!distiller.in_round()) distiller.start_round();
+      ProgressBar bar(fmt::format("round {} ({} -> {} steps)", round + 1, from, from / 2), a->config.iterations,
+                      distiller.iteration());
+      while (distiller.iteration() < a->config.iterations) {
+        const double l = distiller.step();
+        bar.update(distiller.iteration(), fmt::format("loss {:.4f}", l));
+        if (a->save_every > 0 && distiller.iteration() % a->save_every == 0 && distiller.iteration() < a->config.iterations)
+          distiller.save_checkpoint(checkpoint);
+      }
       bar.finish();
+      const double loss = distiller.end_round();
       const std::string path =
           (fs::path(a->out) / fmt::format("student-ddim{}.safetensors", distiller.teacher_steps())).string();
       distiller.export_teacher(path);
+      distiller.save_checkpoint(checkpoint);  // after the student, so a kill in between only re-exports it
       fmt::print("round {}: {} -> {} steps, final loss {:.3g}; wrote {} (sample with --steps ddim{} --guidance 1)\n",
                  round + 1, from, distiller.teacher_steps(), loss, path, distiller.teacher_steps());
     }

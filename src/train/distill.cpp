@@ -7,6 +7,7 @@
 #include "diffusion/sampler.h"
 #include "pipeline/denoiser.h"
 #include "pipeline/pipeline.h"
+#include "train/checkpoint.h"
 
 namespace iidm {
 using torch::Tensor;
@@ -137,52 +138,144 @@ Tensor Distiller::loss(UNetModel& student, const Tensor& x0, const Tensor& y, co
 }
 
 double Distiller::run_round(const std::function<void(int, int, double)>& progress) {
+  if (!in_round()) start_round();
+  while (iteration_ < config_.iterations) {
+    const double value = step();
+    if (progress) progress(iteration_, config_.iterations, value);
+  }
+  return end_round();
+}
+
+void Distiller::start_round() {
+  if (in_round()) fail("distill: a round is already in progress");
   prepare_round();
-  UNetModel student(model_config_.unet);
+  student_ = UNetModel(model_config_.unet);
   {
     torch::NoGradGuard no_grad;
-    auto src = teacher_->parameters(), dst = student->parameters();
+    auto src = teacher_->parameters(), dst = student_->parameters();
     for (size_t i = 0; i < src.size(); ++i) dst[i].copy_(src[i]);
   }
-  student->train();
-  auto params = student->parameters();
-  AdamW optimizer(params, config_.adam);
-  Ema ema(params, config_.ema_decay, true);
+  student_->train();
+  params_ = student_->parameters();
+  optimizer_ = std::make_unique<AdamW>(params_, config_.adam);
+  ema_ = std::make_unique<Ema>(params_, config_.ema_decay, true);
+  iteration_ = 0;
+  tail_sum_ = 0;
+  tail_count_ = 0;
+}
+
+double Distiller::step() {
+  if (!in_round()) fail("distill: step() outside a round (call start_round first)");
   const int64_t B = config_.batch_size, N = data_.x0.size(0), K = teacher_steps_ / 2;
-  double tail_sum = 0;
-  int tail_count = 0;
-  for (int it = 0; it < config_.iterations; ++it) {
-    auto gen =
-        at::detail::createCPUGenerator(derive_seed(config_.seed, fmt::format("distill:{}:{}", teacher_steps_, it)));
-    Tensor idx = torch::randint(N, {B}, gen, torch::kInt64);
-    Tensor x0 = data_.x0.index_select(0, idx);
-    Tensor labels = data_.labels.index_select(0, idx).to(torch::kInt64);
-    Tensor y = one_hot_labels(labels, model_config_.unet.num_labels());
-    Tensor index = torch::randint(K, {B}, gen, torch::kInt64);
-    Tensor noise = torch::randn(x0.sizes(), gen);
-    optimizer.zero_grad();
-    Tensor l = loss(student, x0, y, index, noise);
-    l.backward();
-    if (config_.grad_clip > 0) clip_grad_norm(params, config_.grad_clip);
-    optimizer.step();
-    ema.update(params);
-    const double value = l.item<double>();
-    if (it >= config_.iterations * 9 / 10) {
-      tail_sum += value;
-      ++tail_count;
-    }
-    if (progress) progress(it + 1, config_.iterations, value);
+  const std::string key = fmt::format("distill:{}:{}", teacher_steps_, iteration_);
+  auto gen = at::detail::createCPUGenerator(derive_seed(config_.seed, key));
+  // Dropout (if any) draws from the global generator: seeded per iteration too, for exact resumes.
+  torch::manual_seed(derive_seed(config_.seed, "dropout:" + key));
+  Tensor idx = torch::randint(N, {B}, gen, torch::kInt64);
+  Tensor x0 = data_.x0.index_select(0, idx);
+  Tensor labels = data_.labels.index_select(0, idx).to(torch::kInt64);
+  Tensor y = one_hot_labels(labels, model_config_.unet.num_labels());
+  Tensor index = torch::randint(K, {B}, gen, torch::kInt64);
+  Tensor noise = torch::randn(x0.sizes(), gen);
+  optimizer_->zero_grad();
+  Tensor l = loss(student_, x0, y, index, noise);
+  l.backward();
+  if (config_.grad_clip > 0) clip_grad_norm(params_, config_.grad_clip);
+  optimizer_->step();
+  ema_->update(params_);
+  const double value = l.item<double>();
+  if (iteration_ >= config_.iterations * 9 / 10) {
+    tail_sum_ += value;
+    ++tail_count_;
   }
+  ++iteration_;
+  return value;
+}
+
+double Distiller::end_round() {
+  if (!in_round()) fail("distill: end_round() outside a round");
   // The student's EMA becomes the next teacher.
   {
     torch::NoGradGuard no_grad;
     auto dst = teacher_->parameters();
-    for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(ema.shadow()[i]);
+    for (size_t i = 0; i < dst.size(); ++i) dst[i].copy_(ema_->shadow()[i]);
   }
   // Guidance is now inside the teacher: later rounds distil it as is.
   config_.guidance = 1.0;
-  teacher_steps_ = static_cast<int>(K);  // the next round's chains are made (and checked) when it starts
-  return tail_count ? tail_sum / tail_count : 0.0;
+  teacher_steps_ /= 2;  // the next round's chains are made (and checked) when it starts
+  student_ = UNetModel(nullptr);
+  params_.clear();
+  optimizer_.reset();
+  ema_.reset();
+  const double tail = tail_count_ ? tail_sum_ / tail_count_ : 0.0;
+  iteration_ = 0;
+  return tail;
+}
+
+int Distiller::rounds_done() const {
+  int rounds = 0;
+  for (int n = config_.teacher_steps; n > teacher_steps_; n /= 2) ++rounds;
+  return rounds;
+}
+
+namespace {
+constexpr const char* kDistillCheckpointFormat = "iidm-distill-checkpoint-1";
+}
+
+void Distiller::save_checkpoint(const std::string& path) const {
+  CheckpointWriter w(kDistillCheckpointFormat);
+  w.add_module("teacher.", *teacher_);
+  if (in_round()) {
+    const auto names = parameter_names(*student_);
+    w.add_module("student.", *student_);
+    w.add_ema("", names, *ema_);  // "ema." + name: beside, not under, "student."
+    w.add_optimizer("", names, *optimizer_);
+  }
+  w.set("in_round", in_round() ? "1" : "0");
+  w.set("iteration", std::to_string(iteration_));
+  w.set("teacher_steps", std::to_string(teacher_steps_));
+  w.set("first_teacher_steps", std::to_string(config_.teacher_steps));
+  w.set("guidance", fmt::format("{}", config_.guidance));  // shortest exact decimal
+  w.set("tail_sum", fmt::format("{}", tail_sum_));
+  w.set("tail_count", std::to_string(tail_count_));
+  w.set("seed", std::to_string(config_.seed));
+  w.set("unet_config", model_config_.unet.to_json().dump());
+  w.write(path);
+}
+
+void Distiller::resume(const std::string& path) {
+  CheckpointReader r(path, kDistillCheckpointFormat);
+  r.require_seed(config_.seed);
+  if (r.meta_int("first_teacher_steps") != config_.teacher_steps)
+    fail("{}: a distillation that started from ddim{}, not ddim{} (use the same --teacher-steps or another --out)",
+         path, r.meta_int("first_teacher_steps"), config_.teacher_steps);
+  if (r.meta("unet_config") != model_config_.unet.to_json().dump())
+    fail("{}: a checkpoint of another U-Net configuration", path);
+  const int64_t steps = r.meta_int("teacher_steps");
+  if (steps < 1 || steps > config_.teacher_steps) fail("{}: damaged metadata (teacher_steps {})", path, steps);
+  double guidance = 0, tail_sum = 0;
+  try {
+    guidance = std::stod(r.meta("guidance"));
+    tail_sum = std::stod(r.meta("tail_sum"));
+  } catch (const std::exception&) {
+    fail("{}: damaged metadata (guidance '{}', tail_sum '{}')", path, r.meta("guidance"), r.meta("tail_sum"));
+  }
+  r.load_module("teacher.", *teacher_);
+  teacher_steps_ = static_cast<int>(steps);
+  config_.guidance = guidance;
+  student_ = UNetModel(nullptr);
+  optimizer_.reset();
+  ema_.reset();
+  if (r.meta_int("in_round")) {
+    start_round();
+    const auto names = parameter_names(*student_);
+    r.load_module("student.", *student_);
+    r.load_ema("", names, *ema_);
+    r.load_optimizer("", names, *optimizer_);
+    iteration_ = static_cast<int>(r.meta_int("iteration"));
+    tail_sum_ = tail_sum;
+    tail_count_ = static_cast<int>(r.meta_int("tail_count"));
+  }
 }
 
 void Distiller::export_teacher(const std::string& path) const {

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "diffusion/gaussian_diffusion.h"
 #include "pipeline/model_config.h"
@@ -36,9 +37,26 @@ class Distiller {
   Distiller(ModelConfig model_config, DistillConfig config, TrainingData data, const std::string& teacher_weights);
   // Distils the current teacher (N steps) into a student (N/2 steps): config.iterations steps.
   // Returns the mean loss of the round's last tenth. Afterwards the student (its EMA) is the
-  // teacher and teacher_steps() has halved.
+  // teacher and teacher_steps() has halved. The same as start_round, step until iteration() reaches
+  // config.iterations, end_round.
   double run_round(const std::function<void(int done, int total, double loss)>& progress = {});
+  // A round step by step, so that a command can checkpoint inside it. start_round makes the
+  // student (a copy of the teacher), its AdamW and its EMA; step() is one optimisation step and
+  // returns its loss; end_round is run_round's ending. Iteration i of a round draws its batch from
+  // (seed, teacher steps, i), so a resumed round continues exactly.
+  void start_round();
+  double step();
+  double end_round();
+  bool in_round() const { return static_cast<bool>(student_); }
+  int iteration() const { return iteration_; }
   int teacher_steps() const { return teacher_steps_; }
+  // How many rounds are done: log2(config.teacher_steps / teacher_steps()).
+  int rounds_done() const;
+  // Everything needed to continue exactly, between rounds or inside one: the teacher, the guidance
+  // still to distil, and inside a round the student, AdamW, EMA and iteration. Written atomically.
+  void save_checkpoint(const std::string& path) const;
+  // Refuses a checkpoint of another seed, first teacher chain or U-Net.
+  void resume(const std::string& path);
   // The current teacher's weights (after a round: the latest student, EMA).
   void export_teacher(const std::string& path) const;
   UNetModel& teacher() { return teacher_; }
@@ -68,6 +86,14 @@ class Distiller {
   bool clip_ = false;
   // The current round's respaced chains: the teacher's (ddimN) and the student's (ddimN/2).
   std::unique_ptr<GaussianDiffusion> teacher_chain_, student_chain_;
+  // The round in progress (null between rounds).
+  UNetModel student_{nullptr};
+  std::vector<torch::Tensor> params_;
+  std::unique_ptr<AdamW> optimizer_;
+  std::unique_ptr<Ema> ema_;
+  int iteration_ = 0;
+  double tail_sum_ = 0;  // the losses of the round's last tenth
+  int tail_count_ = 0;
 };
 
 }  // namespace iidm
