@@ -182,7 +182,7 @@ TEST(Distillation, ResumedRunsEqualAnUninterruptedOne) {
     for (int i = 0; i < 3; ++i) first.step();
     first.save_checkpoint(mid);
   }
-  // ...continued by another process's Distiller, then stopped between the rounds...
+  // ...continued by a new Distiller, as a restarted process would, then stopped between rounds...
   {
     Distiller second(config, dc, data, files.unet);
     second.resume(mid);
