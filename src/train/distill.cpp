@@ -203,13 +203,17 @@ double Distiller::end_round() {
   // Guidance is now inside the teacher: later rounds distil it as is.
   config_.guidance = 1.0;
   teacher_steps_ /= 2;  // the next round's chains are made (and checked) when it starts
+  clear_round();
+  const double tail = tail_count_ ? tail_sum_ / tail_count_ : 0.0;
+  iteration_ = 0;
+  return tail;
+}
+
+void Distiller::clear_round() {
   student_ = UNetModel(nullptr);
   params_.clear();
   optimizer_.reset();
   ema_.reset();
-  const double tail = tail_count_ ? tail_sum_ / tail_count_ : 0.0;
-  iteration_ = 0;
-  return tail;
 }
 
 int Distiller::rounds_done() const {
@@ -263,9 +267,7 @@ void Distiller::resume(const std::string& path) {
   r.load_module("teacher.", *teacher_);
   teacher_steps_ = static_cast<int>(steps);
   config_.guidance = guidance;
-  student_ = UNetModel(nullptr);
-  optimizer_.reset();
-  ema_.reset();
+  clear_round();
   if (r.meta_int("in_round")) {
     start_round();
     const auto names = parameter_names(*student_);

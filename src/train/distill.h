@@ -77,6 +77,8 @@ class Distiller {
  private:
   // Makes the respaced chains for halving teacher_steps_ (throws when it cannot be halved).
   void prepare_round();
+  // Drops the round in progress (student, AdamW, EMA): between rounds again.
+  void clear_round();
 
   ModelConfig model_config_;
   DistillConfig config_;
