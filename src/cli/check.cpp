@@ -4,6 +4,8 @@
 #include <filesystem>
 #include <iostream>
 
+#include <ATen/Parallel.h>
+
 #include "cli/commands.h"
 #include "core/runtime.h"
 #include "parity/parity.h"
@@ -37,7 +39,8 @@ std::function<int()> add_check_command(CLI::App& app, const CommonOptions& commo
       fmt::print("  => {}\n", result.passed() ? "passed" : "FAILED");
       (result.passed() ? passed : failed)++;
     }
-    fmt::print("parity: {} cases passed, {} failed\n", passed, failed);
+    fmt::print("parity: {} cases passed, {} failed ({} threads, {})\n", passed, failed, at::get_num_threads(),
+               device.str());
     std::cout.flush();
     return failed == 0 ? 0 : 1;
   };

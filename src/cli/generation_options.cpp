@@ -25,7 +25,7 @@ void GenerationOptions::add_to(CLI::App* cmd) {
   cmd->add_option("--sampler", sampler, "Override the sampler: ddim, ddpm, dpm++2m");
   cmd->add_option("--strength", strength, "Override the strength (0, 1] (diffusers semantics: int(K*strength) steps)");
   cmd->add_option("--start-index", start_index, "Override with the reference's start index (noise at i, first step i-1)");
-  cmd->add_option("--guidance", guidance, "Override the classifier-free guidance scale s");
+  cmd->add_option("--guidance", guidance, "Override the classifier-free guidance scale s >= 0 (1: conditional only, 0: unconditional, 0<s<1 a blend; README)");
   cmd->add_option("--eta", eta, "Override DDIM eta");
   cmd->add_option("--refine", rounds, "Number of rounds (stages) to run: 1 = no refinement; more repeats the last stage");
   cmd->add_option("--color-transfer", color_transfer, "Colour transfer between rounds: iidm-lab, reinhard, histogram, none");

@@ -10,6 +10,8 @@
 int main(int argc, char** argv) {
   CLI::App app{"iidm: diffusion-based semantic image synthesis (IIDM, SDM, sparse layouts)"};
   app.require_subcommand(1);
+  // Global options may also follow the sub-command: `iidm check DIR --threads 1`.
+  app.fallthrough();
   iidm::cli::CommonOptions common;
   app.add_option("--threads", common.threads, "CPU threads (default: $IIDM_THREADS, else the number of cores)")
       ->check(CLI::NonNegativeNumber);

@@ -17,7 +17,8 @@ Denoiser::Denoiser(std::vector<EnsembleMember> members, GuidanceOptions guidance
   }
   if (!(total > 0)) fail("denoiser: ensemble weights sum to zero");
   for (auto& m : members_) m.weight /= total;
-  if (!std::isfinite(guidance_.scale)) fail("denoiser: guidance scale must be finite");
+  if (!std::isfinite(guidance_.scale) || guidance_.scale < 0)
+    fail("denoiser: guidance scale must be finite and >= 0 (1 = conditional only), got {}", guidance_.scale);
 }
 
 int Denoiser::forwards_per_call() const {

@@ -17,7 +17,7 @@ struct EnsembleMember {
 };
 
 struct GuidanceOptions {
-  double scale = 1.0;        // s; 1 = conditional only (one pass), 0 = unconditional only
+  double scale = 1.0;        // s >= 0; 1 = conditional only (one pass), 0 = unconditional only (guidance.h)
   bool batched = true;       // cond and uncond in one forward of batch 2N (false: two passes, as the references)
 };
 
