@@ -58,6 +58,7 @@ class Pipeline {
   static Pipeline load(const ModelFiles& files, const PipelineOptions& options);
 
   const ModelConfig& config() const { return config_; }
+  const PipelineOptions& options() const { return options_; }
   bool latent() const { return static_cast<bool>(autoencoder_); }
   // Height and width must be multiples of this.
   int size_multiple() const;
