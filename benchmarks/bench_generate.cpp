@@ -66,13 +66,13 @@ int main(int argc, char** argv) {
       it.seed = b;
       items.push_back(it);
     }
-    int last_stage = -1;
+    int64_t last_tenth = -1;
     const auto t0 = std::chrono::steady_clock::now();
-    iidm::GenerationResult r = pipeline.generate(items, p.stages, [&](int stage, int done, int total) {
-      if (stage != last_stage || done == total) {
+    iidm::GenerationResult r = pipeline.generate(items, p.stages, [&](int64_t done, int64_t total) {
+      if (done * 10 / total != last_tenth) {
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        std::fprintf(stderr, "  stage %d: %d/%d steps, %.1f s elapsed\n", stage + 1, done, total, s);
-        last_stage = stage;
+        std::fprintf(stderr, "  %ld/%ld steps, %.1f s elapsed\n", static_cast<long>(done), static_cast<long>(total), s);
+        last_tenth = done * 10 / total;
       }
     });
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

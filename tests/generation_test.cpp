@@ -41,8 +41,8 @@ Stage stage(double strength, const std::string& transfer = "none", const std::st
   s.respacing = "ddim10";
   s.strength = strength;
   s.guidance = 2.0;
-  s.sampler = sampler;
-  s.color_transfer = transfer;
+  s.sampler = parse_sampler(sampler);
+  s.color_transfer = parse_color_transfer(transfer);
   return s;
 }
 
@@ -115,7 +115,7 @@ TEST(Generation, IidmPaperPresetVisitsTheReferenceTimesteps) {
   EXPECT_EQ(r.stage_timesteps[2], s3);
   EXPECT_EQ(r.denoising_steps, 640);
   EXPECT_EQ(r.unet_forwards_per_image, 1280);
-  EXPECT_EQ(preset.stages[1].color_transfer, "iidm-lab");
+  EXPECT_EQ(to_string(preset.stages[1].color_transfer), "iidm-lab");
   EXPECT_DOUBLE_EQ(preset.stages[0].guidance, 3.5);
   EXPECT_DOUBLE_EQ(preset.stages[2].guidance, 3.7);
 }

@@ -19,6 +19,7 @@ std::function<int()> add_distill_command(CLI::App& app, const CommonOptions&) {
   struct Args {
     std::string model, teacher, cache, out;
     int rounds = 1, save_every = 100;
+    std::string clip_denoised = "auto";
     DistillConfig config;
   };
   auto a = std::make_shared<Args>();
@@ -36,7 +37,7 @@ std::function<int()> add_distill_command(CLI::App& app, const CommonOptions&) {
       ->capture_default_str();
   cmd->add_option("--guidance", a->config.guidance, "Teacher guidance scale, distilled into the student")
       ->capture_default_str();
-  cmd->add_option("--clip-denoised", a->config.clip_denoised,
+  cmd->add_option("--clip-denoised", a->clip_denoised,
                   "Clip the teacher's x0 predictions to [-1, 1] as the sampler will (auto: pixel models only); "
                   "sample the students the same way")
       ->check(CLI::IsMember({"auto", "true", "false"}))
@@ -49,6 +50,7 @@ std::function<int()> add_distill_command(CLI::App& app, const CommonOptions&) {
                   "Checkpoint every N iterations to OUT/checkpoint.safetensors (0: at the end of rounds only)")
       ->capture_default_str();
   return [a]() {
+    a->config.clip_denoised = parse_clip_denoised(a->clip_denoised);
     ModelConfig config = ModelConfig::from_file(a->model);
     // Refuse a plan that fails in a later round before spending the earlier ones.
     Distiller::check_rounds(config.diffusion, a->config.teacher_steps, a->rounds);

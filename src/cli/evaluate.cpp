@@ -3,9 +3,11 @@
 // quality), the image generated from the item's mask with ANOTHER item's image as the style
 // reference, its mask accuracy (segment it, compare with the mask) and its colour-histogram
 // correlation to the given reference versus an unrelated one. Generated images are kept in
-// OUT/images, so a killed run resumes where it stopped.
+// OUT/images (a GenerationRunner run, with its failures and summary files), so a killed run
+// resumes where it stopped.
 #include <chrono>
 #include <filesystem>
+#include <optional>
 
 #include "cli/generation_options.h"
 #include "core/error.h"
@@ -15,6 +17,7 @@
 #include "core/runtime.h"
 #include "data/dataset.h"
 #include "metrics/histogram.h"
+#include "pipeline/runner.h"
 #include "segmentation/segmenter.h"
 
 namespace iidm::cli {
@@ -66,45 +69,36 @@ std::function<int()> add_evaluate_command(CLI::App& app, const CommonOptions& co
     }
     auto segment = [&](const Tensor& image) { return segmenter->predict(image.unsqueeze(0).to(options.device))[0].cpu(); };
 
+    // Generation is a run of the library's runner into OUT/images: a rerun makes only what is missing.
     const fs::path image_dir = fs::path(a->out) / "images";
-    fs::create_directories(image_dir);
-    std::vector<Tensor> generated(static_cast<size_t>(N));
-    std::vector<int> todo;
-    for (int i = 0; i < N; ++i) {
-      const fs::path path = image_dir / (pairs[i].stem + ".png");
-      if (fs::exists(path))
-        generated[i] = read_image(path.string())[0];
-      else
-        todo.push_back(i);
-    }
-    if (!todo.empty()) {
-      Pipeline pipeline = Pipeline::load(a->gen.files, options);
-      fmt::print(stderr, "generating {} of {} images: {}\n", todo.size(), N, describe(stages));
-      ProgressBar bar("generating", static_cast<int64_t>(todo.size()));
-      int64_t done = 0;
-      for (size_t b = 0; b < todo.size(); b += static_cast<size_t>(a->batch_size)) {
-        std::vector<GenerationItem> items;
-        for (size_t k = b; k < std::min(todo.size(), b + static_cast<size_t>(a->batch_size)); ++k) {
-          const int i = todo[k];
-          GenerationItem item;
-          item.name = pairs[i].stem;
-          item.labels = labels[i];
-          item.start = images[(i + offset) % N];
-          item.seed = derive_seed(a->gen.seed, item.name);
-          items.push_back(item);
-        }
-        GenerationResult result = pipeline.generate(items, stages);
-        for (size_t k = 0; k < items.size(); ++k) {
-          const int i = todo[b + k];
-          write_image((image_dir / (pairs[i].stem + ".png")).string(), result.images[static_cast<int64_t>(k)]);
-          // Score what was written (8-bit), exactly as a resumed run reads it back.
-          generated[i] = read_image((image_dir / (pairs[i].stem + ".png")).string())[0];
-        }
-        done += static_cast<int64_t>(items.size());
-        bar.update(done);
-      }
-      bar.finish();
-    }
+    RunOptions run;
+    run.out_dir = image_dir.string();
+    run.extension = "png";
+    run.width = static_cast<int>(images[0].size(2));
+    run.height = static_cast<int>(images[0].size(1));
+    run.batch_size = a->batch_size;
+    run.seed = a->gen.seed;
+    run.stages = stages;
+    std::vector<RunItem> items;
+    for (int i = 0; i < N; ++i) items.push_back({pairs[i].stem, pairs[i].labels, pairs[(i + offset) % N].image, ""});
+    Pipeline pipeline = Pipeline::load(a->gen.files, options);
+    GenerationRunner runner(pipeline, run);
+    std::optional<ProgressBar> bar;  // only when there is something to make
+    RunCallbacks callbacks;
+    callbacks.on_plan = [&](const RunPlan& plan) {
+      if (!plan.to_make) return;
+      fmt::print(stderr, "generating {} of {} images: {}\n", plan.to_make, N, describe(stages));
+      bar.emplace("generating", plan.to_make);
+    };
+    callbacks.on_image = [&](int64_t made, int64_t) { bar->update(made); };
+    const RunSummary generation = runner.run(items, {}, callbacks);
+    if (bar) bar->finish();
+    if (!generation.ok())
+      fail("evaluate: {} of {} images could not be generated (first: {}: {}); see {}", generation.failures.size(), N,
+           generation.failures[0].name, generation.failures[0].reason, generation.failures_path);
+    // Score what was written (8-bit), exactly as a resumed run reads it back.
+    std::vector<Tensor> generated;
+    for (int i = 0; i < N; ++i) generated.push_back(read_image(runner.output_path(pairs[i].stem))[0]);
 
     Json per_item = Json::array();
     double seg_sum = 0, mask_sum = 0, given_sum = 0, unrelated_sum = 0;

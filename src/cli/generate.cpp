@@ -7,7 +7,6 @@
 #include "core/error.h"
 #include "core/image.h"
 #include "core/progress.h"
-#include "diffusion/schedule.h"
 
 namespace iidm::cli {
 namespace fs = std::filesystem;
@@ -66,20 +65,9 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
       items.push_back(item);
     }
     fmt::print(stderr, "generating {} image(s) {}x{}: {}\n", items.size(), W, H, describe(stages));
-    ProgressBar bar("denoising", 0);
-    int64_t total_steps = 0;
-    for (const auto& s : stages) total_steps += plan_stage(s, static_cast<int>(space_timesteps(pipeline.config().diffusion.steps, s.respacing).size())).steps;
-    bar.reset(total_steps);
-    int64_t done_before = 0, last_stage = -1, last_done = 0;
-    GenerationResult result = pipeline.generate(items, stages, [&](int stage, int done, int total) {
-      if (stage != last_stage) {
-        done_before += last_done;
-        last_stage = stage;
-      }
-      last_done = done;
-      bar.update(done_before + done);
-      (void)total;
-    });
+    ProgressBar bar("denoising", pipeline.denoising_steps(stages));
+    GenerationResult result =
+        pipeline.generate(items, stages, [&](int64_t done, int64_t) { bar.update(done); });
     bar.finish();
     for (size_t i = 0; i < items.size(); ++i) {
       const fs::path out = args->samples == 1 ? fs::path(args->out)

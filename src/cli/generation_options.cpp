@@ -57,10 +57,18 @@ std::vector<Stage> GenerationOptions::stages() const {
     while (static_cast<int>(stages.size()) < *rounds) stages.push_back(stages.back());
     stages.resize(*rounds);
   }
+  // Names become types once, here; errors name the flag.
+  auto parsed = [](const char* flag, auto parse, const std::optional<std::string>& text) {
+    try {
+      return parse(*text);
+    } catch (const Error& e) {
+      fail("{}: {}", flag, e.what());
+    }
+  };
   for (size_t i = 0; i < stages.size(); ++i) {
     Stage& s = stages[i];
     if (respacing) s.respacing = *respacing;
-    if (sampler) s.sampler = *sampler;
+    if (sampler) s.sampler = parsed("--sampler", parse_sampler, sampler);
     if (strength) {
       s.strength = *strength;
       s.start_index = -1;
@@ -68,10 +76,11 @@ std::vector<Stage> GenerationOptions::stages() const {
     if (start_index) s.start_index = *start_index;
     if (guidance) s.guidance = *guidance;
     if (eta) s.eta = *eta;
-    if (clip) s.clip_denoised = *clip;
-    if (color_transfer && i > 0) s.color_transfer = *color_transfer;
+    if (clip) s.clip_denoised = parsed("--clip-denoised", parse_clip_denoised, clip);
+    if (color_transfer && i > 0) s.color_transfer = parsed("--color-transfer", parse_color_transfer, color_transfer);
+    // What needs the model (the chain length) is checked once it is loaded (Pipeline::check_stages).
     try {
-      s.validate();
+      s.validate_settings();
     } catch (const Error& e) {
       fail("round {} (preset '{}' with the flags given): {}", i + 1, preset, e.what());
     }
@@ -93,8 +102,9 @@ std::string describe(const std::vector<Stage>& stages) {
   std::vector<std::string> parts;
   for (const auto& s : stages) {
     std::string where = s.start_index >= 0 ? fmt::format("@{}", s.start_index) : fmt::format(" strength {}", s.strength);
-    std::string transfer = &s != &stages.front() && s.color_transfer != "none" ? s.color_transfer + " -> " : "";
-    parts.push_back(fmt::format("{}{} {}{} s={}", transfer, s.sampler, s.respacing, where, s.guidance));
+    std::string transfer =
+        &s != &stages.front() && s.color_transfer != ColorTransfer::kNone ? to_string(s.color_transfer) + " -> " : "";
+    parts.push_back(fmt::format("{}{} {}{} s={}", transfer, to_string(s.sampler), s.respacing, where, s.guidance));
   }
   return fmt::format("{}", fmt::join(parts, " | "));
 }

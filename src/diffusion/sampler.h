@@ -31,6 +31,21 @@ struct SampleOptions {
   std::function<void(int done, int total)> on_progress;
 };
 
+// The samplers, parsed once at the edge (configs, flags) and passed as this type.
+enum class SamplerKind { kDdpm, kDdim, kDpmSolver2M };
+// "ddpm" | "ddim" | "dpm++2m" (or "dpmpp2m"); throws iidm::Error listing the choices.
+SamplerKind parse_sampler(const std::string& name);
+std::string to_string(SamplerKind kind);
+
+// Whether x0 predictions are clamped to [-1, 1]: right for pixels, wrong for VQ/KL latents (IIDM
+// samples its latents unclipped). kAuto decides by the space the model denoises in.
+enum class ClipDenoised { kAuto, kAlways, kNever };
+// "auto" | "true" | "false"
+ClipDenoised parse_clip_denoised(const std::string& text);
+std::string to_string(ClipDenoised clip);
+// The one place kAuto is resolved: pixel-space models clip, latent-space models do not.
+bool resolve_clip_denoised(ClipDenoised clip, bool latent_space);
+
 class Sampler {
  public:
   virtual ~Sampler() = default;
@@ -38,11 +53,10 @@ class Sampler {
   // Runs the chain from x (at first_index) to index 0 and returns x_0.
   virtual torch::Tensor sample(const GaussianDiffusion& diffusion, const ModelFn& model, torch::Tensor x,
                                const SampleOptions& options) const = 0;
-  // How many model calls sample() makes for a given first index.
-  virtual int num_model_calls(int first_index) const { return first_index + 1; }
 };
 
-// "ddpm" | "ddim" | "dpm++2m"; throws iidm::Error for unknown names.
+std::unique_ptr<Sampler> make_sampler(SamplerKind kind);
+// parse_sampler + make_sampler, for tools and tests that name a sampler.
 std::unique_ptr<Sampler> make_sampler(const std::string& name);
 
 // Standard normal noise shaped like `like`, drawn on CPU generators (see SampleOptions) and moved

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "core/state_dict.h"
 #include "diffusion/sampler.h"
+#include "diffusion/schedule.h"
 #include "pipeline/denoiser.h"
 #include "postprocess/color_transfer.h"
 
@@ -45,6 +46,21 @@ Tensor resize_labels_nearest(const Tensor& labels, int64_t height, int64_t width
   return labels.index_select(1, index(height, H).to(labels.device())).index_select(2, index(width, W).to(labels.device()));
 }
 
+namespace {
+
+// One weight per U-Net, each >= 0 and finite, not all zero (they are normalised to sum to 1).
+void validate_ensemble_weights(const std::vector<double>& weights, size_t unets) {
+  if (weights.size() != unets) fail("ensemble: {} weights for {} U-Nets", weights.size(), unets);
+  double total = 0;
+  for (double w : weights) {
+    if (!(w >= 0) || !std::isfinite(w)) fail("ensemble: weights must be finite and >= 0, got {}", w);
+    total += w;
+  }
+  if (!(total > 0)) fail("ensemble: the weights sum to zero");
+}
+
+}  // namespace
+
 Pipeline::Pipeline(ModelConfig config, std::vector<UNetModel> unets, std::vector<double> weights, Autoencoder autoencoder,
                    PipelineOptions options)
     : config_(std::move(config)),
@@ -54,16 +70,21 @@ Pipeline::Pipeline(ModelConfig config, std::vector<UNetModel> unets, std::vector
       options_(options) {
   if (unets_.empty()) fail("pipeline: no U-Net");
   if (weights_.empty()) weights_.assign(unets_.size(), 1.0);
-  if (weights_.size() != unets_.size()) fail("pipeline: {} ensemble weights for {} U-Nets", weights_.size(), unets_.size());
+  validate_ensemble_weights(weights_, unets_.size());
   if (config_.autoencoder.has_value() != static_cast<bool>(autoencoder_))
     fail("pipeline: the model config {} an autoencoder", config_.autoencoder ? "needs" : "has no");
   for (auto& u : unets_) prepare_for_inference(*u, options_);
   if (autoencoder_) prepare_for_inference(*autoencoder_, options_);
 }
 
+void ModelFiles::validate() const {
+  if (unets.empty()) fail("{}: no U-Net weights given", config);
+  if (!unet_weights.empty()) validate_ensemble_weights(unet_weights, unets.size());
+}
+
 Pipeline Pipeline::load(const ModelFiles& files, const PipelineOptions& options) {
+  files.validate();  // before any file is read
   ModelConfig config = ModelConfig::from_file(files.config);
-  if (files.unets.empty()) fail("{}: no U-Net weights given", files.config);
   std::vector<UNetModel> unets;
   for (const auto& path : files.unets) {
     UNetModel unet(config.unet);
@@ -88,17 +109,48 @@ int Pipeline::size_multiple() const {
   return latent() ? unet_factor * config_.autoencoder->ddconfig.downsampling_factor() : unet_factor;
 }
 
+torch::MemoryFormat Pipeline::memory_format() const {
+  return options_.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+}
+
 Tensor Pipeline::encode(const Tensor& images) {
   torch::NoGradGuard no_grad;
-  auto fmt = options_.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-  Tensor x = images.to(options_.device, options_.precision).contiguous(fmt);
+  Tensor x = images.to(options_.device, options_.precision).contiguous(memory_format());
   return autoencoder_->encode(x).to(torch::kFloat32).contiguous();
 }
 
 Tensor Pipeline::decode(const Tensor& latents) {
   torch::NoGradGuard no_grad;
-  auto fmt = options_.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-  return autoencoder_->decode(latents.to(options_.precision).contiguous(fmt)).to(torch::kFloat32).contiguous();
+  return autoencoder_->decode(latents.to(options_.precision).contiguous(memory_format())).to(torch::kFloat32).contiguous();
+}
+
+const GaussianDiffusion& Pipeline::chain(const std::string& respacing) {
+  auto& slot = chains_[respacing];
+  if (!slot) {
+    DiffusionConfig dc = config_.diffusion;
+    dc.timestep_respacing = respacing;
+    slot = std::make_shared<const GaussianDiffusion>(dc);
+  }
+  return *slot;
+}
+
+void Pipeline::check_stages(const std::vector<Stage>& stages) const {
+  if (stages.empty()) fail("generate: no stages");
+  for (size_t s = 0; s < stages.size(); ++s) {
+    try {
+      stages[s].validate(config_.diffusion.steps);
+    } catch (const Error& e) {
+      fail("round {} of {}: {}", s + 1, stages.size(), e.what());
+    }
+  }
+}
+
+int64_t Pipeline::denoising_steps(const std::vector<Stage>& stages) const {
+  check_stages(stages);
+  int64_t total = 0;
+  for (const auto& stage : stages)
+    total += plan_stage(stage, static_cast<int>(space_timesteps(config_.diffusion.steps, stage.respacing).size())).steps;
+  return total;
 }
 
 namespace {
@@ -115,133 +167,152 @@ Tensor from_rgb8(const cv::Mat& m) {
 
 }  // namespace
 
-GenerationResult Pipeline::generate(const std::vector<GenerationItem>& items, const std::vector<Stage>& stages,
-                                    const Progress& progress) {
-  torch::NoGradGuard no_grad;
+struct Pipeline::Batch {
+  int64_t size = 0, height = 0, width = 0;  // B and the output H, W
+  int64_t latent_height = 0, latent_width = 0;  // h, w: where the sampler works
+  bool has_start = false, editing = false;
+  Tensor y;             // [B, L, h, w] one-hot labels (+ edge channel) on the device
+  Tensor original;      // [B, 3, H, W] the start / reference images (pixels, CPU), if any
+  Tensor pixel_mask;    // [B, 1, H, W] editing: 1 = regenerate
+  Tensor denoise_mask;  // [B, 1, h, w] the same at the denoising resolution, on the device
+  Tensor known;         // the image being edited, in the sampler's space, encoded once for all stages
+  std::vector<at::Generator> generators;  // one per item, from its seed
+  std::vector<EnsembleMember> members;
+};
+
+Pipeline::Batch Pipeline::prepare_batch(const std::vector<GenerationItem>& items) const {
   if (items.empty()) fail("generate: no items");
-  if (stages.empty()) fail("generate: no stages");
-  const int64_t B = static_cast<int64_t>(items.size());
-  const int64_t H = items[0].labels.size(0), W = items[0].labels.size(1);
+  Batch b;
+  b.size = static_cast<int64_t>(items.size());
+  b.height = items[0].labels.size(0);
+  b.width = items[0].labels.size(1);
+  const int64_t H = b.height, W = b.width;
   const int multiple = size_multiple();
   if (H % multiple || W % multiple)
     fail("generate: image size {}x{} (WxH) must be a multiple of {} for this model", W, H, multiple);
-  const bool has_start = items[0].start.defined();
-  const bool editing = items[0].edit_mask.defined();
+  b.has_start = items[0].start.defined();
+  b.editing = items[0].edit_mask.defined();
   for (const auto& it : items) {
     if (it.labels.dim() != 2 || it.labels.size(0) != H || it.labels.size(1) != W)
       fail("{}: label map is {} but the batch is {}x{}", it.name, fmt::format("{}", fmt::join(it.labels.sizes(), "x")), H, W);
-    if (it.start.defined() != has_start || it.edit_mask.defined() != editing)
+    if (it.start.defined() != b.has_start || it.edit_mask.defined() != b.editing)
       fail("{}: every item of a batch must have the same inputs (start image, edit mask)", it.name);
-    if (has_start && (it.start.dim() != 3 || it.start.size(0) != 3 || it.start.size(1) != H || it.start.size(2) != W))
+    if (b.has_start && (it.start.dim() != 3 || it.start.size(0) != 3 || it.start.size(1) != H || it.start.size(2) != W))
       fail("{}: the start / reference image must be 3x{}x{}", it.name, H, W);
+    if (config_.unet.instance_edge && !it.instance.defined()) fail("{}: this model needs an instance map", it.name);
   }
-  if (latent() && !has_start) fail("generate: latent (IIDM) generation needs a style reference image");
+  if (latent() && !b.has_start) fail("generate: latent (IIDM) generation needs a style reference image");
+  if (b.editing && !b.has_start) fail("generate: editing needs the image to edit");
 
-  const int64_t C = config_.data_channels();
-  const int64_t h = latent() ? H / config_.autoencoder->ddconfig.downsampling_factor() : H;
-  const int64_t w = latent() ? W / config_.autoencoder->ddconfig.downsampling_factor() : W;
+  const int64_t factor = latent() ? config_.autoencoder->ddconfig.downsampling_factor() : 1;
+  b.latent_height = H / factor;
+  b.latent_width = W / factor;
+  const int64_t h = b.latent_height, w = b.latent_width;
 
   // Conditioning at the denoising resolution.
   std::vector<Tensor> label_list, instance_list, start_list, mask_list;
-  std::vector<at::Generator> generators;
   for (const auto& it : items) {
     label_list.push_back(it.labels.to(torch::kInt64));
-    if (config_.unet.instance_edge) {
-      if (!it.instance.defined()) fail("{}: this model needs an instance map", it.name);
-      instance_list.push_back(it.instance.to(torch::kInt64));
-    }
-    if (has_start) start_list.push_back(it.start.to(torch::kFloat32));
-    if (editing) mask_list.push_back(it.edit_mask.to(torch::kFloat32));
-    generators.push_back(at::detail::createCPUGenerator(it.seed));
+    if (config_.unet.instance_edge) instance_list.push_back(it.instance.to(torch::kInt64));
+    if (b.has_start) start_list.push_back(it.start.to(torch::kFloat32));
+    if (b.editing) mask_list.push_back(it.edit_mask.to(torch::kFloat32));
+    b.generators.push_back(at::detail::createCPUGenerator(it.seed));
   }
-  Tensor labels = resize_labels_nearest(torch::stack(label_list), h, w);
-  Tensor instance = instance_list.empty() ? Tensor() : resize_labels_nearest(torch::stack(instance_list), h, w);
-  const Tensor y = one_hot_labels(labels, config_.unet.num_labels(), options_.ignore_label, instance).to(options_.device);
-  const Tensor original = has_start ? torch::stack(start_list) : Tensor();  // [B, 3, H, W] pixels
-  Tensor pixel_mask, known_latent, denoise_mask;
-  if (editing) {
-    if (!has_start) fail("generate: editing needs the image to edit");
-    pixel_mask = torch::stack(mask_list).unsqueeze(1);  // [B, 1, H, W]
-    denoise_mask = (torch::nn::functional::interpolate(pixel_mask, torch::nn::functional::InterpolateFuncOptions()
-                                                                         .size(std::vector<int64_t>{h, w})
-                                                                         .mode(torch::kArea)) > 0)
-                       .to(torch::kFloat32)
-                       .to(options_.device);
+  const Tensor labels = resize_labels_nearest(torch::stack(label_list), h, w);
+  const Tensor instance = instance_list.empty() ? Tensor() : resize_labels_nearest(torch::stack(instance_list), h, w);
+  b.y = one_hot_labels(labels, config_.unet.num_labels(), options_.ignore_label, instance).to(options_.device);
+  if (b.has_start) b.original = torch::stack(start_list);
+  if (b.editing) {
+    b.pixel_mask = torch::stack(mask_list).unsqueeze(1);  // [B, 1, H, W]
+    namespace F = torch::nn::functional;
+    b.denoise_mask =
+        (F::interpolate(b.pixel_mask, F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kArea)) > 0)
+            .to(torch::kFloat32)
+            .to(options_.device);
   }
+  for (size_t i = 0; i < unets_.size(); ++i) b.members.push_back({unets_[i], weights_[i]});
+  return b;
+}
 
-  std::vector<EnsembleMember> members;
-  for (size_t i = 0; i < unets_.size(); ++i) members.push_back({unets_[i], weights_[i]});
+Tensor Pipeline::starting_point(Batch& b, const Tensor& current, const Stage& stage, const GaussianDiffusion& chain,
+                                const StagePlan& plan, size_t stage_number) {
+  if (!current.defined()) {
+    if (plan.noise_index != chain.num_steps() - 1)
+      fail("generate: round {} starts part-way (strength {}) but there is no start image", stage_number + 1,
+           stage.strength);
+    const int64_t C = config_.data_channels();
+    return randn_like_on_cpu(torch::empty({b.size, C, b.latent_height, b.latent_width}), b.generators)
+        .to(options_.device);
+  }
+  const Tensor clean = latent() ? encode(current) : current.to(options_.device);
+  return chain.q_sample(clean, torch::full({b.size}, plan.noise_index, torch::kInt64),
+                        randn_like_on_cpu(clean, b.generators));
+}
 
-  // The image being edited, in the space the sampler works in: encoded once for all stages.
-  const Tensor known = editing ? (latent() ? encode(original) : original.to(options_.device)) : Tensor();
-  GenerationResult result;
-  Tensor current = original;  // pixel images between stages
-  std::map<std::string, std::unique_ptr<GaussianDiffusion>> chains;
-  for (size_t s = 0; s < stages.size(); ++s) {
-    const Stage& stage = stages[s];
-    stage.validate(config_.diffusion.steps);
-    if (!chains.count(stage.respacing)) {
-      DiffusionConfig dc = config_.diffusion;
-      dc.timestep_respacing = stage.respacing;
-      chains[stage.respacing] = std::make_unique<GaussianDiffusion>(dc);
-    }
-    const GaussianDiffusion& chain = *chains[stage.respacing];
-    const StagePlan plan = plan_stage(stage, chain.num_steps());
+Tensor Pipeline::run_stage(Batch& b, const Tensor& current_in, const Stage& stage, size_t stage_number,
+                           GenerationResult& result, const std::function<void(int64_t)>& on_step) {
+  const GaussianDiffusion& chain = this->chain(stage.respacing);
+  const StagePlan plan = plan_stage(stage, chain.num_steps());
 
-    // Colour transfer toward the original reference before every stage but the first.
-    const ColorTransfer transfer = parse_color_transfer(stage.color_transfer);
-    if (s > 0 && transfer != ColorTransfer::kNone && has_start) {
-      std::vector<Tensor> moved;
-      for (int64_t b = 0; b < B; ++b)
-        moved.push_back(from_rgb8(color_transfer(transfer, to_rgb8(original[b]), to_rgb8(current[b]))));
-      current = torch::stack(moved);
-    }
+  // Colour transfer toward the original reference before every stage but the first.
+  Tensor current = current_in;
+  if (stage_number > 0 && stage.color_transfer != ColorTransfer::kNone && b.has_start) {
+    std::vector<Tensor> moved;
+    for (int64_t i = 0; i < b.size; ++i)
+      moved.push_back(from_rgb8(color_transfer(stage.color_transfer, to_rgb8(b.original[i]), to_rgb8(current[i]))));
+    current = torch::stack(moved);
+  }
+  // The image being edited, in the sampler's space: encoded once for all stages.
+  if (b.editing && !b.known.defined()) b.known = latent() ? encode(b.original) : b.original.to(options_.device);
+  const Tensor x = starting_point(b, current, stage, chain, plan, stage_number);
 
-    // Starting point on the chain.
-    Tensor x;
-    Tensor index = torch::full({B}, plan.noise_index, torch::kInt64);
-    const bool pure_noise = !current.defined();
-    Tensor clean;
-    if (pure_noise) {
-      if (plan.noise_index != chain.num_steps() - 1)
-        fail("generate: stage {} starts part-way (strength {}) but there is no start image", s + 1, stage.strength);
-      x = randn_like_on_cpu(torch::empty({B, C, h, w}), generators).to(options_.device);
-    } else {
-      clean = latent() ? encode(current) : current.to(options_.device);
-      x = chain.q_sample(clean, index, randn_like_on_cpu(clean, generators));
-    }
+  const int64_t C = config_.data_channels();
+  Denoiser denoiser(b.members, GuidanceOptions{stage.guidance, options_.batched_guidance}, C);
+  const ModelFn bound = denoiser.bind(b.y);
+  std::vector<int64_t> visited;
+  const ModelFn recorded = [&](const Tensor& xt, const Tensor& t) {
+    visited.push_back(t[0].item<int64_t>());
+    return bound(xt.contiguous(memory_format()), t).to(torch::kFloat32).contiguous();
+  };
 
-    Denoiser denoiser(members, GuidanceOptions{stage.guidance, options_.batched_guidance}, C);
-    ModelFn bound = denoiser.bind(y);
-    std::vector<int64_t> visited;
-    ModelFn recorded = [&](const Tensor& xt, const Tensor& t) {
-      visited.push_back(t[0].item<int64_t>());
-      auto fmt = options_.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-      return bound(xt.contiguous(fmt), t).to(torch::kFloat32).contiguous();
+  SampleOptions so;
+  so.first_index = plan.first_index;
+  so.eta = stage.eta;
+  so.clip_denoised = resolve_clip_denoised(stage.clip_denoised, latent());
+  so.generators = b.generators;
+  if (b.editing) {
+    // Known-region replacement: outside the mask the sample is the known image noised to the
+    // level the chain has reached (index i-1 after step i; clean after the last step).
+    so.after_step = [&](const Tensor& sample, int i) {
+      const Tensor known_t =
+          i > 0 ? chain.q_sample(b.known, torch::full({b.size}, i - 1, torch::kInt64), randn_like_on_cpu(b.known, b.generators))
+                : b.known;
+      return b.denoise_mask * sample + (1 - b.denoise_mask) * known_t;
     };
+  }
+  if (on_step) so.on_progress = [&](int done, int) { on_step(done); };
+  const Tensor out = make_sampler(stage.sampler)->sample(chain, recorded, x, so);
+  Tensor next = (latent() ? decode(out) : out).to(torch::kCPU).clamp(-1, 1);
+  if (b.editing) next = b.pixel_mask * next + (1 - b.pixel_mask) * b.original;  // the kept region is exact
 
-    SampleOptions so;
-    so.first_index = plan.first_index;
-    so.eta = stage.eta;
-    so.clip_denoised = stage.clip_denoised == "auto" ? !latent() : stage.clip_denoised == "true";
-    so.generators = generators;
-    if (editing) {
-      // Known-region replacement: outside the mask the sample is the known image noised to the
-      // level the chain has reached (index i-1 after step i; clean after the last step).
-      so.after_step = [&](const Tensor& sample, int i) {
-        Tensor known_t = i > 0 ? chain.q_sample(known, torch::full({B}, i - 1, torch::kInt64), randn_like_on_cpu(known, generators))
-                               : known;
-        return denoise_mask * sample + (1 - denoise_mask) * known_t;
-      };
-    }
-    if (progress) so.on_progress = [&](int done, int total) { progress(static_cast<int>(s), done, total); };
-    Tensor out = make_sampler(stage.sampler)->sample(chain, recorded, x, so);
-    current = (latent() ? decode(out) : out).to(torch::kCPU).clamp(-1, 1);
-    if (editing) current = pixel_mask * current + (1 - pixel_mask) * original;  // the kept region is exact
+  result.stage_timesteps.push_back(visited);
+  result.denoising_steps += plan.steps;
+  result.unet_forwards_per_image += static_cast<int64_t>(visited.size()) * denoiser.forwards_per_call();
+  return next;
+}
 
-    result.stage_timesteps.push_back(visited);
-    result.denoising_steps += plan.steps;
-    result.unet_forwards_per_image += static_cast<int64_t>(visited.size()) * denoiser.forwards_per_call();
+GenerationResult Pipeline::generate(const std::vector<GenerationItem>& items, const std::vector<Stage>& stages,
+                                    const Progress& progress) {
+  torch::NoGradGuard no_grad;
+  const int64_t total_steps = denoising_steps(stages);  // checks the stages against this model first
+  Batch batch = prepare_batch(items);
+  GenerationResult result;
+  Tensor current = batch.original;  // pixel images between stages; undefined = start from noise
+  for (size_t s = 0; s < stages.size(); ++s) {
+    const int64_t done_before = result.denoising_steps;
+    current = run_stage(batch, current, stages[s], s, result, [&](int64_t done) {
+      if (progress) progress(done_before + done, total_steps);
+    });
   }
   result.images = current;
   return result;

@@ -6,10 +6,13 @@
 #include <torch/torch.h>
 
 #include <functional>
+#include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "autoencoder/autoencoder.h"
+#include "diffusion/gaussian_diffusion.h"
 #include "pipeline/model_config.h"
 #include "pipeline/stage.h"
 #include "unet/unet.h"
@@ -31,6 +34,9 @@ struct ModelFiles {
   std::vector<std::string> unets;
   std::vector<double> unet_weights;  // empty: uniform
   std::string autoencoder;
+  // Checks what needs no file read (one non-negative weight per U-Net, not all zero), so a bad
+  // ensemble is refused before any U-Net is loaded.
+  void validate() const;
 };
 
 // One image to generate. Tensors are on the CPU at the output resolution.
@@ -63,20 +69,38 @@ class Pipeline {
   // Height and width must be multiples of this.
   int size_multiple() const;
 
-  using Progress = std::function<void(int stage, int step, int steps)>;
+  // Every stage checked against this model's diffusion chain; errors name the round.
+  void check_stages(const std::vector<Stage>& stages) const;
+  // The denoising steps a generation with `stages` takes: what a progress bar counts.
+  int64_t denoising_steps(const std::vector<Stage>& stages) const;
+
+  // Steps done and the total over all stages, after each denoising step.
+  using Progress = std::function<void(int64_t done, int64_t total)>;
   // Generates a batch. All items share the size; a stage with strength < 1 needs `start`.
   GenerationResult generate(const std::vector<GenerationItem>& items, const std::vector<Stage>& stages,
                             const Progress& progress = {});
 
  private:
+  struct Batch;  // one generate() call's inputs, at the denoising resolution
+
+  Batch prepare_batch(const std::vector<GenerationItem>& items) const;
+  const GaussianDiffusion& chain(const std::string& respacing);
+  // The stage's start on its chain: pure noise, or the current images encoded and noised.
+  torch::Tensor starting_point(Batch& batch, const torch::Tensor& current, const Stage& stage,
+                               const GaussianDiffusion& chain, const StagePlan& plan, size_t stage_number);
+  // One stage: from `current` pixel images (undefined: pure noise) to the next ones.
+  torch::Tensor run_stage(Batch& batch, const torch::Tensor& current, const Stage& stage, size_t stage_number,
+                          GenerationResult& result, const std::function<void(int64_t)>& on_step);
   torch::Tensor encode(const torch::Tensor& images);
   torch::Tensor decode(const torch::Tensor& latents);
+  torch::MemoryFormat memory_format() const;
 
   ModelConfig config_;
   std::vector<UNetModel> unets_;
   std::vector<double> weights_;
   Autoencoder autoencoder_{nullptr};
   PipelineOptions options_;
+  std::map<std::string, std::shared_ptr<const GaussianDiffusion>> chains_;  // by respacing
 };
 
 // Nearest-neighbour resize of integer maps [N, H, W] with PIL's sampling (pixel centres), as

@@ -9,42 +9,58 @@
 
 namespace iidm {
 
-void Stage::validate(int num_timesteps) const {
-  const int K = static_cast<int>(space_timesteps(num_timesteps, respacing).size());
-  make_sampler(sampler);
-  parse_color_transfer(color_transfer);
-  if (start_index < 0 && !(strength > 0 && strength <= 1))
-    fail("stage: strength must be in (0, 1], got {}", strength);
-  if (start_index >= K) fail("stage: start_index {} is beyond the {}-step chain '{}'", start_index, K, respacing);
+void Stage::validate_settings() const {
+  if (respacing.empty()) fail("stage: no respacing (e.g. ddim50, 250 or 10,15,20)");
+  if (start_index < 0 && !(strength > 0 && strength <= 1)) fail("stage: strength must be in (0, 1], got {}", strength);
   if (start_index == 0) fail("stage: start_index 0 leaves no denoising step");
-  if (start_index < 0 && static_cast<int>(K * strength) < 1)
-    fail("stage: strength {} on a {}-step chain gives zero steps", strength, K);
   if (!(eta >= 0) || !std::isfinite(eta)) fail("stage: eta must be >= 0, got {}", eta);
   if (!std::isfinite(guidance) || guidance < 0) fail("stage: guidance must be >= 0, got {}", guidance);
-  if (clip_denoised != "auto" && clip_denoised != "true" && clip_denoised != "false")
-    fail("stage: clip_denoised must be auto, true or false, got '{}'", clip_denoised);
+}
+
+void Stage::validate(int num_timesteps) const {
+  validate_settings();
+  const int K = static_cast<int>(space_timesteps(num_timesteps, respacing).size());
+  if (start_index >= K) fail("stage: start_index {} is beyond the {}-step chain '{}'", start_index, K, respacing);
+  if (start_index < 0 && static_cast<int>(K * strength) < 1)
+    fail("stage: strength {} on a {}-step chain gives zero steps", strength, K);
 }
 
 Stage Stage::from_json(ConfigReader& r) {
   Stage s;
   s.respacing = r.get("respacing", s.respacing);
-  s.sampler = r.get("sampler", s.sampler);
   s.strength = r.get("strength", s.strength);
   s.start_index = r.get("start_index", s.start_index);
   s.eta = r.get("eta", s.eta);
   s.guidance = r.get("guidance", s.guidance);
-  s.color_transfer = r.get("color_transfer", s.color_transfer);
-  if (r.has("clip_denoised")) {
-    const Json& v = r.json().at("clip_denoised");
-    s.clip_denoised = v.is_boolean() ? (v.get<bool>() ? "true" : "false") : r.get<std::string>("clip_denoised", "auto");
+  // Names become types here, at the edge; errors name the file and the stage.
+  try {
+    s.sampler = parse_sampler(r.get<std::string>("sampler", to_string(s.sampler)));
+    s.color_transfer = parse_color_transfer(r.get<std::string>("color_transfer", to_string(s.color_transfer)));
+    if (r.has("clip_denoised")) {
+      const Json& v = r.json().at("clip_denoised");
+      s.clip_denoised = v.is_boolean() ? (v.get<bool>() ? ClipDenoised::kAlways : ClipDenoised::kNever)
+                                       : parse_clip_denoised(r.get<std::string>("clip_denoised", "auto"));
+    }
+  } catch (const Error& e) {
+    fail("{}: {}", r.where(), e.what());
   }
   r.ignore({"clip_denoised"});
-  return r.validated(s);
+  r.finish();
+  try {
+    s.validate_settings();
+  } catch (const Error& e) {
+    fail("{}: {}", r.where(), e.what());
+  }
+  return s;
 }
 
 Json Stage::to_json() const {
-  Json j{{"respacing", respacing}, {"sampler", sampler}, {"eta", eta}, {"guidance", guidance},
-         {"color_transfer", color_transfer}, {"clip_denoised", clip_denoised}};
+  Json j{{"respacing", respacing},
+         {"sampler", to_string(sampler)},
+         {"eta", eta},
+         {"guidance", guidance},
+         {"color_transfer", to_string(color_transfer)},
+         {"clip_denoised", to_string(clip_denoised)}};
   if (start_index >= 0) j["start_index"] = start_index;
   else j["strength"] = strength;
   return j;

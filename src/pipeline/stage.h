@@ -6,12 +6,14 @@
 #include <vector>
 
 #include "core/config.h"
+#include "diffusion/sampler.h"
+#include "postprocess/color_transfer.h"
 
 namespace iidm {
 
 struct Stage {
   std::string respacing = "ddim50";  // the chain this stage walks (guided-diffusion respacing)
-  std::string sampler = "ddim";      // ddim | ddpm | dpm++2m
+  SamplerKind sampler = SamplerKind::kDdim;
   // Strength in (0, 1], diffusers' semantics: run n = int(K * strength) steps, noising the start
   // image to chain index n-1 and denoising from there (1 = from pure noise in SDM mode).
   double strength = 1.0;
@@ -20,13 +22,14 @@ struct Stage {
   int start_index = -1;
   double eta = 0.0;
   double guidance = 1.0;
-  std::string color_transfer = "none";  // applied before this stage (not before the first)
-  // Clamp x0 predictions to [-1, 1]: right for pixels, wrong for VQ/KL latents (IIDM: false).
-  // "auto" picks by mode.
-  std::string clip_denoised = "auto";
+  ColorTransfer color_transfer = ColorTransfer::kNone;  // applied before this stage (not before the first)
+  ClipDenoised clip_denoised = ClipDenoised::kAuto;    // resolved by the model's space (sampler.h)
 
-  // num_timesteps: the model's diffusion chain the respacing applies to.
-  void validate(int num_timesteps = 1000) const;
+  // What can be checked without a model: strength, eta, guidance, the respacing's syntax.
+  void validate_settings() const;
+  // Everything, against the LOADED model's diffusion chain of `num_timesteps` steps (the respacing
+  // and start index must fit it).
+  void validate(int num_timesteps) const;
   static Stage from_json(ConfigReader& reader);
   Json to_json() const;
 };

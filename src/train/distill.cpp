@@ -17,8 +17,6 @@ void DistillConfig::validate() const {
     fail("distill: teacher_steps must be even and >= 2, got {}", teacher_steps);
   if (batch_size < 1 || iterations < 1) fail("distill: batch_size and iterations must be positive");
   if (!(guidance >= 0) || !std::isfinite(guidance)) fail("distill: guidance must be finite and >= 0, got {}", guidance);
-  if (clip_denoised != "auto" && clip_denoised != "true" && clip_denoised != "false")
-    fail("distill: clip_denoised must be auto, true or false, got '{}'", clip_denoised);
 }
 
 Distiller::Distiller(ModelConfig model_config, DistillConfig config, TrainingData data,
@@ -30,7 +28,7 @@ Distiller::Distiller(ModelConfig model_config, DistillConfig config, TrainingDat
   // student landed 1.8 times further from its teacher than the teacher's own half-step samples in
   // tests/distill_test.cpp. With clipped teacher steps the one-step x0 target is a convex
   // combination of clipped x0s, so a clipped student can reach it exactly.
-  clip_ = config_.clip_denoised == "auto" ? !model_config_.autoencoder : config_.clip_denoised == "true";
+  clip_ = resolve_clip_denoised(config_.clip_denoised, model_config_.autoencoder.has_value());
   teacher_steps_ = config_.teacher_steps;
   prepare_round();
   teacher_ = UNetModel(model_config_.unet);

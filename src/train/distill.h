@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "diffusion/gaussian_diffusion.h"
+#include "diffusion/sampler.h"
 #include "pipeline/model_config.h"
 #include "train/optim.h"
 #include "train/unet_trainer.h"
@@ -20,9 +21,9 @@ namespace iidm {
 struct DistillConfig {
   int teacher_steps = 40;  // the first round's teacher chain (ddimN); the student gets N/2 (T=1000: 40, 20, 10, 5)
   double guidance = 1.0;   // the teacher's guidance scale, distilled into the student
-  // Whether the teacher's DDIM steps clamp x0 predictions to [-1, 1] as the sampler will: "auto"
-  // (pixel models clip, latent models do not: the pipeline's default), "true" or "false".
-  std::string clip_denoised = "auto";
+  // Whether the teacher's DDIM steps clamp x0 predictions to [-1, 1] as the sampler will (kAuto:
+  // pixel models clip, latent models do not, as the pipeline resolves it).
+  ClipDenoised clip_denoised = ClipDenoised::kAuto;
   int batch_size = 8;
   int iterations = 500;  // optimisation steps per round
   AdamWOptions adam{};
