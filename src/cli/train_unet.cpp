@@ -6,7 +6,7 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/image.h"
-#include "pipeline/pipeline.h"
+#include "pipeline/preview.h"
 #include "core/progress.h"
 #include "core/runtime.h"
 #include "core/state_dict.h"
@@ -100,34 +100,8 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
     const bool grids = leader && a->sample_every > 0 && (!config.autoencoder || ae);
     if (leader && a->sample_every > 0 && !grids) fmt::print(stderr, "no sample grids: a latent model needs --autoencoder for them\n");
     auto write_grid = [&] {
-      const int64_t n = std::min<int64_t>(4, data.x0.size(0));
-      const int f = config.autoencoder ? config.autoencoder->ddconfig.downsampling_factor() : 1;
-      std::vector<GenerationItem> items;
-      std::vector<torch::Tensor> masks, references;
-      torch::NoGradGuard no_grad;
-      for (int64_t k = 0; k < n; ++k) {
-        // Even items only: the cache holds each image and then its mirror.
-        const int64_t item = (2 * k) % data.x0.size(0), ref = (2 * k + 2) % data.x0.size(0);
-        GenerationItem g;
-        g.name = fmt::format("grid{}", k);
-        g.labels = resize_labels_nearest(data.labels[item].unsqueeze(0).to(torch::kInt64), data.labels.size(1) * f,
-                                         data.labels.size(2) * f)[0];
-        torch::Tensor x = data.x0[ref].unsqueeze(0);
-        g.start = (ae ? ae->decode(x) : x)[0].clamp(-1, 1);
-        g.seed = static_cast<uint64_t>(k);
-        masks.push_back(colorize_labels(g.labels, a->train.ignore_label));
-        references.push_back(g.start);
-        items.push_back(g);
-      }
-      Stage stage;
-      stage.respacing = "ddim25";
-      stage.strength = config.autoencoder ? 0.7 : 1.0;
-      stage.guidance = 2.0;
-      Pipeline pipeline(config, {trainer.ema_model()}, {1.0}, ae, PipelineOptions{});
-      torch::Tensor samples = pipeline.generate(items, {stage}).images;
-      std::vector<torch::Tensor> rows;
-      for (int64_t k = 0; k < n; ++k) rows.push_back(torch::cat({masks[k], references[k], samples[k]}, 2));
-      write_image((fs::path(a->out) / "samples" / fmt::format("step-{:06}.png", trainer.step())).string(), torch::cat(rows, 1));
+      write_image((fs::path(a->out) / "samples" / fmt::format("step-{:06}.png", trainer.step())).string(),
+                  training_preview(config, trainer.ema_model(), ae, data.x0, data.labels, a->train.ignore_label));
     };
     if (grids) fs::create_directories(fs::path(a->out) / "samples");
 

@@ -17,7 +17,6 @@ class AtomicFile {
   void write(const void* data, size_t size);
   // Flushes, fsyncs and renames; throws iidm::Error on any failure.
   void commit();
-  const std::string& temp_path() const { return temp_path_; }
 
  private:
   std::string path_, temp_path_;

@@ -44,12 +44,6 @@ constexpr uint64_t kMaxHeaderBytes = 100ull << 20;
 
 }  // namespace
 
-torch::ScalarType scalar_type_from_safetensors(const std::string& dtype) {
-  const DTypeInfo* d = find_dtype(dtype);
-  if (!d) fail("unsupported safetensors dtype '{}'", dtype);
-  return d->type;
-}
-
 std::string safetensors_dtype_name(torch::ScalarType type) {
   for (const auto& d : kDTypes)
     if (d.type == type) return d.name;

@@ -53,8 +53,7 @@ void save_safetensors(const std::string& path,
                       const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
-// Name <-> torch dtype; throws for names the project does not handle.
-torch::ScalarType scalar_type_from_safetensors(const std::string& dtype);
+// The safetensors name of a torch dtype; throws for types the project does not handle.
 std::string safetensors_dtype_name(torch::ScalarType type);
 
 }  // namespace iidm

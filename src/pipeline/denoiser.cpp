@@ -52,7 +52,6 @@ Tensor Denoiser::operator()(const Tensor& x, const Tensor& model_t, const Tensor
     Tensor o = run_member(member, x, model_t, y);
     out = out.defined() ? out + member.weight * o : (members_.size() == 1 ? o : member.weight * o);
   }
-  forwards_ += forwards_per_call();
   return out;
 }
 

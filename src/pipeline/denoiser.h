@@ -34,9 +34,6 @@ class Denoiser {
 
   // U-Net forwards per image per call (guidance doubles it; each ensemble member adds one set).
   int forwards_per_call() const;
-  // U-Net forwards per image since construction.
-  int64_t forwards() const { return forwards_; }
-  const GuidanceOptions& guidance() const { return guidance_; }
 
  private:
   torch::Tensor run_member(EnsembleMember& member, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y);
@@ -44,7 +41,6 @@ class Denoiser {
   std::vector<EnsembleMember> members_;
   GuidanceOptions guidance_;
   int64_t prediction_channels_;
-  int64_t forwards_ = 0;
 };
 
 }  // namespace iidm
