@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Tests for tools/convert_checkpoint.py.
+"""Tests for tools/convert_checkpoint.py and its package tools/iidm_convert/.
 
 Run with:  /usr/bin/python3 tools/test_convert_checkpoint.py
 Every input file is generated here, in a temporary directory.
@@ -24,7 +24,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import convert_checkpoint as cc  # noqa: E402
+import iidm_convert as cc  # noqa: E402
+from iidm_convert import safetensors_io  # noqa: E402
 
 SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "convert_checkpoint.py")
 
@@ -489,7 +490,7 @@ class ConvertCheckpointTest(unittest.TestCase):
     def test_atomic_write_on_failure(self):
         self.make_pt()
         out = self.p("atomic.safetensors")
-        real = cc._tensor_to_bytes
+        real = safetensors_io._tensor_to_bytes
 
         def fail_on_call(n):
             """A _tensor_to_bytes that raises on its n-th call, mid-file."""
@@ -501,7 +502,7 @@ class ConvertCheckpointTest(unittest.TestCase):
                     raise OSError(28, "No space left on device (injected)")
                 return real(t)
 
-            return mock.patch.object(cc, "_tensor_to_bytes", wrapper)
+            return mock.patch.object(safetensors_io, "_tensor_to_bytes", wrapper)
 
         with fail_on_call(3):
             code, _, err = run_main(self.p("model.pt"), "-o", out)
