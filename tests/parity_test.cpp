@@ -63,10 +63,9 @@ TEST_P(ParityCase, MatchesReference) {
                               << check.detail;
 }
 
-INSTANTIATE_TEST_SUITE_P(Shared, ParityCase, ::testing::ValuesIn(parity_runs()),
-                         [](const auto& info) {
-                           return std::get<0>(info.param) + "_threads" + std::to_string(std::get<1>(info.param));
-                         });
+INSTANTIATE_TEST_SUITE_P(Shared, ParityCase, ::testing::ValuesIn(parity_runs()), [](const auto& info) {
+  return std::get<0>(info.param) + "_threads" + std::to_string(std::get<1>(info.param));
+});
 
 TEST(ParityCases, ArePresent) {
   // Without the cases the suite would prove nothing about checkpoint compatibility.

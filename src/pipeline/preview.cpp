@@ -22,7 +22,8 @@ Tensor training_preview(const ModelConfig& config, UNetModel model, Autoencoder 
     const int64_t item = (2 * k) % x0.size(0), ref = (2 * k + 2) % x0.size(0);
     GenerationItem g;
     g.name = fmt::format("preview{}", k);
-    g.labels = resize_labels_nearest(labels[item].unsqueeze(0).to(torch::kInt64), labels.size(1) * f, labels.size(2) * f)[0];
+    g.labels =
+        resize_labels_nearest(labels[item].unsqueeze(0).to(torch::kInt64), labels.size(1) * f, labels.size(2) * f)[0];
     const Tensor x = x0[ref].unsqueeze(0);
     g.start = (autoencoder ? autoencoder->decode(x) : x)[0].clamp(-1, 1);
     g.seed = static_cast<uint64_t>(k);

@@ -63,11 +63,13 @@ ItemListing list_competition_items(const std::string& labels_dir, const std::str
     }
     listing.items.push_back(std::move(item));
   }
-  std::sort(listing.items.begin(), listing.items.end(), [](const RunItem& a, const RunItem& b) { return a.name < b.name; });
+  std::sort(listing.items.begin(), listing.items.end(),
+            [](const RunItem& a, const RunItem& b) { return a.name < b.name; });
   for (const auto& entry : mapping.items())
     if (!label_names.count(entry.key()))
-      listing.orphans.push_back({fs::path(entry.key()).stem().string(),
-                                 fmt::format("{} names label {}, which is not in {}", json_path, entry.key(), labels_dir)});
+      listing.orphans.push_back(
+          {fs::path(entry.key()).stem().string(),
+           fmt::format("{} names label {}, which is not in {}", json_path, entry.key(), labels_dir)});
   return listing;
 }
 
@@ -162,7 +164,8 @@ RunSummary GenerationRunner::run(const std::vector<RunItem>& items, const std::v
   remove_stale_temp_files(mine);
   summary.plan.batches = mine.size();
   for (const auto& batch : mine)
-    for (const auto& item : batch) (fs::exists(output_path(item.name)) ? summary.plan.already_done : summary.plan.to_make)++;
+    for (const auto& item : batch)
+      (fs::exists(output_path(item.name)) ? summary.plan.already_done : summary.plan.to_make)++;
   if (callbacks.on_plan) callbacks.on_plan(summary.plan);
 
   // 3. Generate what is missing; a failing batch is reported and the run goes on.
