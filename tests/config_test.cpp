@@ -132,5 +132,137 @@ TEST(Configs, MissingOrBrokenFilesNameTheFile) {
   test::expect_error([&] { ModelConfig::from_file(dir.file("broken.json")); }, {dir.file("broken.json"), "invalid JSON"});
 }
 
+// The field-list helpers of core/config.h on a config of their own: defaults, required keys,
+// conditional writing, enums by name, lists of sections, comparison.
+enum class Shade { kLight, kDark };
+
+struct Swatch {
+  std::string name;
+  double weight = 1.0;
+
+  template <class Self, class Field>
+  static void fields(Self& c, Field&& field) {
+    field("name", c.name, kRequired);
+    field("weight", c.weight);
+  }
+  static Swatch from_json(ConfigReader& reader) {
+    Swatch s;
+    read_fields(reader, s);
+    reader.finish();
+    return s;
+  }
+  Json to_json() const { return write_fields(*this); }
+};
+
+struct ShadeConfig {
+  int size = 3;
+  Shade shade = Shade::kLight;
+  std::string label;
+  std::vector<Swatch> swatches;
+
+  template <class Self, class Field>
+  static void fields(Self& c, Field&& field) {
+    field("size", c.size, kRequired);
+    field("shade", c.shade, shade_names());
+    field("label", c.label, written_if(!c.label.empty()));
+    field("swatches", c.swatches);
+  }
+  static const EnumNames<Shade>& shade_names() {
+    static const EnumNames<Shade> names{{"light", Shade::kLight}, {"dark", Shade::kDark}, {"black", Shade::kDark}};
+    return names;
+  }
+};
+
+ShadeConfig read_shade(const Json& json) {
+  ConfigReader reader(json, "shade.json");
+  ShadeConfig c;
+  read_fields(reader, c);
+  reader.finish();
+  return c;
+}
+
+TEST(Configs, FieldListsReadWriteAndCompare) {
+  ShadeConfig c = read_shade({{"size", 5}});
+  EXPECT_EQ(c.size, 5);
+  EXPECT_EQ(c.shade, Shade::kLight);
+  EXPECT_EQ(write_fields(c), (Json{{"size", 5}, {"shade", "light"}, {"swatches", Json::array()}}));
+  c = read_shade({{"size", 5}, {"shade", "black"}, {"label", "x"}});
+  EXPECT_EQ(c.shade, Shade::kDark);
+  EXPECT_EQ(write_fields(c), (Json{{"size", 5}, {"shade", "dark"}, {"label", "x"}, {"swatches", Json::array()}}))
+      << "a value's first name";
+  ShadeConfig d = c;
+  EXPECT_TRUE(same_fields(c, d));
+  d.label = "y";
+  EXPECT_FALSE(same_fields(c, d));
+  d = c;
+  d.shade = Shade::kLight;
+  EXPECT_FALSE(same_fields(c, d));
+
+  const Json swatches = Json::array({{{"name", "a"}}, {{"name", "b"}, {"weight", 2.5}}});
+  c = read_shade({{"size", 1}, {"swatches", swatches}});
+  ASSERT_EQ(c.swatches.size(), 2u);
+  EXPECT_EQ(c.swatches[0].weight, 1.0);
+  EXPECT_EQ(c.swatches[1].name, "b");
+  EXPECT_EQ(c.swatches[1].weight, 2.5);
+  EXPECT_EQ(write_fields(c).at("swatches"),
+            (Json::array({{{"name", "a"}, {"weight", 1.0}}, {{"name", "b"}, {"weight", 2.5}}})));
+  d = c;
+  EXPECT_TRUE(same_fields(c, d));
+  d.swatches[1].weight = 2.0;
+  EXPECT_FALSE(same_fields(c, d));
+  d.swatches.pop_back();
+  EXPECT_FALSE(same_fields(c, d));
+
+  test::expect_error([] { read_shade({{"shade", "dark"}}); }, {"shade.json", "missing required key 'size'"});
+  test::expect_error(
+      [] {
+        read_shade({{"size", 1}, {"swatches", {{"name", "a"}}}});
+      },
+      {"shade.json", "'swatches' must be a list"});
+  test::expect_error(
+      [] {
+        read_shade({{"size", 1}, {"swatches", Json::array({{{"name", "a"}}, {{"nmae", "b"}}})}});
+      },
+      {"shade.json.swatches[1]", "missing required key 'name'"});
+  test::expect_error(
+      [] {
+        read_shade({{"size", 1}, {"shade", "grey"}});
+      },
+      {"shade.json", "'shade'", "'grey'", "light, dark, black"});
+  test::expect_error(
+      [] {
+        read_shade({{"size", 1}, {"shade", 2}});
+      },
+      {"shade.json", "'shade'", "wrong type", "a string"});
+  test::expect_error([] { read_shade({{"size", "1"}}); }, {"shade.json", "'size'", "wrong type", "an integer"});
+  test::expect_error(
+      [] {
+        read_shade({{"size", 1}, {"shdae", "dark"}});
+      },
+      {"shade.json", "unknown key 'shdae'", "known keys: label, shade, size, swatches"});
+}
+
+TEST(Configs, WrittenConfigsReadBackEqual) {
+  // The U-Net of a create_model config is written as UNetModel's arguments; use_fp16 (accepted,
+  // without effect) only when set, so that configs without it keep their text.
+  ModelConfig c = ModelConfig::from_file(kConfigs + "sdm-ade20k.json");
+  EXPECT_TRUE(c.unet.use_fp16);
+  const Json unet = c.unet.to_json();
+  EXPECT_EQ(unet.at("use_fp16"), true);
+  EXPECT_FALSE(unet.contains("use_checkpoint"));
+  EXPECT_EQ(unet.at("attention_resolutions"), (std::vector<int>{8, 16, 32}));
+  ConfigReader r(unet, "unet.json");
+  EXPECT_TRUE(same_fields(UNetConfig::from_json(r), c.unet));
+  // Fields that mean nothing in a configuration are left out: n_embed of a KL autoencoder,
+  // linear_start/end of a schedule other than ldm_linear.
+  ModelConfig iidm = ModelConfig::from_file(kConfigs + "iidm.json");
+  EXPECT_EQ(iidm.autoencoder->to_json().at("n_embed"), 8192);
+  iidm.autoencoder->kind = "kl";
+  EXPECT_FALSE(iidm.autoencoder->to_json().contains("n_embed"));
+  EXPECT_FALSE(iidm.diffusion.to_json().contains("linear_start"));
+  iidm.diffusion.noise_schedule = "ldm_linear";
+  EXPECT_EQ(iidm.diffusion.to_json().at("linear_end"), 0.0195);
+}
+
 }  // namespace
 }  // namespace iidm

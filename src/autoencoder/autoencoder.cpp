@@ -34,33 +34,13 @@ void DDConfig::validate() const {
 
 DDConfig DDConfig::from_json(ConfigReader& r) {
   DDConfig c;
-  c.double_z = r.get("double_z", c.double_z);
-  c.z_channels = r.require<int>("z_channels");
-  c.resolution = r.get("resolution", c.resolution);
-  c.in_channels = r.get("in_channels", c.in_channels);
-  c.out_ch = r.get("out_ch", c.out_ch);
-  c.ch = r.require<int>("ch");
-  c.ch_mult = r.require<std::vector<int>>("ch_mult");
-  c.num_res_blocks = r.require<int>("num_res_blocks");
-  c.attn_resolutions = r.get("attn_resolutions", c.attn_resolutions);
-  c.dropout = r.get("dropout", c.dropout);
-  c.resamp_with_conv = r.get("resamp_with_conv", c.resamp_with_conv);
-  c.give_pre_end = r.get("give_pre_end", c.give_pre_end);
-  c.tanh_out = r.get("tanh_out", c.tanh_out);
-  c.norm_groups = r.get("norm_groups", c.norm_groups);
+  read_fields(r, c);
   const std::string attn_type = r.get<std::string>("attn_type", "vanilla");
   if (attn_type != "vanilla") fail("{}: attn_type '{}' is not supported (only 'vanilla')", r.where(), attn_type);
   return r.validated(c);
 }
 
-Json DDConfig::to_json() const {
-  return Json{{"double_z", double_z},     {"z_channels", z_channels},
-              {"resolution", resolution}, {"in_channels", in_channels},
-              {"out_ch", out_ch},         {"ch", ch},
-              {"ch_mult", ch_mult},       {"num_res_blocks", num_res_blocks},
-              {"attn_resolutions", attn_resolutions}, {"dropout", dropout},
-              {"resamp_with_conv", resamp_with_conv}, {"norm_groups", norm_groups}};
-}
+Json DDConfig::to_json() const { return write_fields(*this); }
 
 void AutoencoderConfig::validate() const {
   ddconfig.validate();
@@ -78,22 +58,13 @@ void AutoencoderConfig::validate() const {
 AutoencoderConfig AutoencoderConfig::from_json(ConfigReader& r) {
   AutoencoderConfig c;
   r.ignore({"note"});
-  c.kind = r.require<std::string>("kind");
+  read_fields(r, c);
   if (c.kind == "autoencoder_kl") c.kind = "kl";  // the parity cases' spelling
   if (c.kind == "autoencoder_vq") c.kind = "vq";
-  auto dd = r.child("ddconfig");
-  c.ddconfig = DDConfig::from_json(dd);
-  c.embed_dim = r.require<int>("embed_dim");
-  c.n_embed = r.get("n_embed", c.n_embed);
-  c.scale_factor = r.get("scale_factor", c.scale_factor);
   return r.validated(c);
 }
 
-Json AutoencoderConfig::to_json() const {
-  Json j{{"kind", kind}, {"ddconfig", ddconfig.to_json()}, {"embed_dim", embed_dim}, {"scale_factor", scale_factor}};
-  if (kind == "vq") j["n_embed"] = n_embed;
-  return j;
-}
+Json AutoencoderConfig::to_json() const { return write_fields(*this); }
 
 // ---------------------------------------------------------------------------------------------
 // Blocks

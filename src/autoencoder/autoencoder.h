@@ -30,6 +30,25 @@ struct DDConfig {
   // demo's ch = 32) need fewer groups, or per-channel normalisation erases the image's colour cast.
   int norm_groups = 32;
 
+  // The JSON keys (core/config.h); "attn_type" is accepted by from_json and must be "vanilla".
+  template <class Self, class Field>
+  static void fields(Self& c, Field&& field) {
+    field("double_z", c.double_z);
+    field("z_channels", c.z_channels, kRequired);
+    field("resolution", c.resolution);
+    field("in_channels", c.in_channels);
+    field("out_ch", c.out_ch);
+    field("ch", c.ch, kRequired);
+    field("ch_mult", c.ch_mult, kRequired);
+    field("num_res_blocks", c.num_res_blocks, kRequired);
+    field("attn_resolutions", c.attn_resolutions);
+    field("dropout", c.dropout);
+    field("resamp_with_conv", c.resamp_with_conv);
+    field("give_pre_end", c.give_pre_end);
+    field("tanh_out", c.tanh_out);
+    field("norm_groups", c.norm_groups);
+  }
+
   void validate() const;
   static DDConfig from_json(ConfigReader& reader);
   Json to_json() const;
@@ -44,8 +63,19 @@ struct AutoencoderConfig {
   int n_embed = 0;            // vq: codebook size
   double scale_factor = 1.0;  // latent = scale_factor * encoding (LDM's scale_by_std; IIDM: 1)
 
+  // The JSON keys (core/config.h); "note" is accepted as a comment.
+  template <class Self, class Field>
+  static void fields(Self& c, Field&& field) {
+    field("kind", c.kind, kRequired);
+    field("ddconfig", c.ddconfig, kRequired);
+    field("embed_dim", c.embed_dim, kRequired);
+    field("n_embed", c.n_embed, written_if(c.kind == "vq"));
+    field("scale_factor", c.scale_factor);
+  }
+
   void validate() const;
-  // Reads {"kind", "ddconfig", "embed_dim", "n_embed", "scale_factor"}; unknown keys are errors.
+  // Reads the fields above ("kind" also as the parity cases' "autoencoder_kl" / "autoencoder_vq");
+  // unknown keys are errors.
   static AutoencoderConfig from_json(ConfigReader& reader);
   Json to_json() const;
 };

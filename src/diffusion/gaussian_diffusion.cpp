@@ -20,36 +20,11 @@ void DiffusionConfig::validate() const {
 
 DiffusionConfig DiffusionConfig::from_json(ConfigReader& r) {
   DiffusionConfig c;
-  c.steps = r.get("steps", c.steps);
-  c.noise_schedule = r.get("noise_schedule", c.noise_schedule);
-  c.linear_start = r.get("linear_start", c.linear_start);
-  c.linear_end = r.get("linear_end", c.linear_end);
-  c.timestep_respacing = r.get("timestep_respacing", c.timestep_respacing);
-  c.learn_sigma = r.get("learn_sigma", c.learn_sigma);
-  c.sigma_small = r.get("sigma_small", c.sigma_small);
-  c.predict_xstart = r.get("predict_xstart", c.predict_xstart);
-  c.rescale_timesteps = r.get("rescale_timesteps", c.rescale_timesteps);
-  c.use_kl = r.get("use_kl", c.use_kl);
-  c.rescale_learned_sigmas = r.get("rescale_learned_sigmas", c.rescale_learned_sigmas);
+  read_fields(r, c);
   return r.validated(c);
 }
 
-Json DiffusionConfig::to_json() const {
-  Json j{{"steps", steps},
-         {"noise_schedule", noise_schedule},
-         {"timestep_respacing", timestep_respacing},
-         {"learn_sigma", learn_sigma},
-         {"sigma_small", sigma_small},
-         {"predict_xstart", predict_xstart},
-         {"rescale_timesteps", rescale_timesteps},
-         {"use_kl", use_kl},
-         {"rescale_learned_sigmas", rescale_learned_sigmas}};
-  if (noise_schedule == "ldm_linear") {
-    j["linear_start"] = linear_start;
-    j["linear_end"] = linear_end;
-  }
-  return j;
-}
+Json DiffusionConfig::to_json() const { return write_fields(*this); }
 
 namespace {
 Tensor table(const std::vector<double>& v) {

@@ -30,6 +30,22 @@ struct DiffusionConfig {
   bool use_kl = false;
   bool rescale_learned_sigmas = false;  // SDM's and IIDM's default
 
+  // The JSON keys (core/config.h).
+  template <class Self, class Field>
+  static void fields(Self& c, Field&& field) {
+    field("steps", c.steps);
+    field("noise_schedule", c.noise_schedule);
+    field("linear_start", c.linear_start, written_if(c.noise_schedule == "ldm_linear"));
+    field("linear_end", c.linear_end, written_if(c.noise_schedule == "ldm_linear"));
+    field("timestep_respacing", c.timestep_respacing);
+    field("learn_sigma", c.learn_sigma);
+    field("sigma_small", c.sigma_small);
+    field("predict_xstart", c.predict_xstart);
+    field("rescale_timesteps", c.rescale_timesteps);
+    field("use_kl", c.use_kl);
+    field("rescale_learned_sigmas", c.rescale_learned_sigmas);
+  }
+
   MeanType mean_type() const { return predict_xstart ? MeanType::kStartX : MeanType::kEpsilon; }
   VarType var_type() const {
     return learn_sigma ? VarType::kLearnedRange : (sigma_small ? VarType::kFixedSmall : VarType::kFixedLarge);

@@ -18,28 +18,27 @@ void ModelConfig::validate() const {
          diffusion.learn_sigma, expected_out, unet.out_channels);
 }
 
-ModelConfig ModelConfig::from_json(ConfigReader& r) {
-  ModelConfig c;
-  c.note = r.get<std::string>("note", "");
-  {
-    auto unet = r.child("unet");
-    c.unet = UNetConfig::from_any(unet);
-  }
-  {
-    auto diffusion = r.child("diffusion");
-    c.diffusion = DiffusionConfig::from_json(diffusion);
-  }
-  if (r.has("autoencoder") && r.json()["autoencoder"].is_string()) {
+UNetConfig ModelConfig::read_unet(ConfigReader& r, const std::string& key) {
+  ConfigReader unet = r.child(key);
+  return UNetConfig::from_any(unet);
+}
+
+std::optional<AutoencoderConfig> ModelConfig::read_autoencoder(ConfigReader& r, const std::string& key) {
+  if (r.json().at(key).is_string()) {
     // A separate autoencoder config (as train-autoencoder writes it, with its measured latent
     // scale), relative to this file's folder.
-    const std::string name = r.get<std::string>("autoencoder", "");
+    const std::string name = r.get<std::string>(key, "");
     const std::string path = (std::filesystem::path(r.where()).parent_path() / name).string();
     ConfigReader ae(read_json_file(path), path);
-    c.autoencoder = AutoencoderConfig::from_json(ae);
-  } else if (r.has("autoencoder")) {
-    auto ae = r.child("autoencoder");
-    c.autoencoder = AutoencoderConfig::from_json(ae);
+    return AutoencoderConfig::from_json(ae);
   }
+  ConfigReader ae = r.child(key);
+  return AutoencoderConfig::from_json(ae);
+}
+
+ModelConfig ModelConfig::from_json(ConfigReader& r) {
+  ModelConfig c;
+  read_fields(r, c);
   return r.validated(c);
 }
 
@@ -47,5 +46,7 @@ ModelConfig ModelConfig::from_file(const std::string& path) {
   ConfigReader reader(read_json_file(path), path);
   return from_json(reader);
 }
+
+Json ModelConfig::to_json() const { return write_fields(*this); }
 
 }  // namespace iidm

@@ -21,11 +21,7 @@ void SegmenterConfig::validate() const {
 SegmenterConfig SegmenterConfig::from_json(ConfigReader& r) {
   SegmenterConfig c;
   r.ignore({"note"});
-  c.num_classes = r.get("num_classes", c.num_classes);
-  c.in_channels = r.get("in_channels", c.in_channels);
-  c.channels = r.get("channels", c.channels);
-  c.channel_mult = r.get("channel_mult", c.channel_mult);
-  c.blocks = r.get("blocks", c.blocks);
+  read_fields(r, c);
   return r.validated(c);
 }
 
@@ -34,10 +30,7 @@ SegmenterConfig SegmenterConfig::from_file(const std::string& path) {
   return from_json(reader);
 }
 
-Json SegmenterConfig::to_json() const {
-  return Json{{"num_classes", num_classes}, {"in_channels", in_channels}, {"channels", channels},
-              {"channel_mult", channel_mult}, {"blocks", blocks}};
-}
+Json SegmenterConfig::to_json() const { return write_fields(*this); }
 
 namespace {
 // conv3x3 -> GroupNorm(8) -> SiLU, `count` times.

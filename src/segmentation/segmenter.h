@@ -18,6 +18,16 @@ struct SegmenterConfig {
   std::vector<int> channel_mult{1, 2, 4, 8};  // one level each; every level after the first halves the size
   int blocks = 2;                              // conv-norm-act units per level and side
 
+  // The JSON keys (core/config.h); "note" is accepted as a comment.
+  template <class Self, class Field>
+  static void fields(Self& c, Field&& field) {
+    field("num_classes", c.num_classes);
+    field("in_channels", c.in_channels);
+    field("channels", c.channels);
+    field("channel_mult", c.channel_mult);
+    field("blocks", c.blocks);
+  }
+
   void validate() const;
   static SegmenterConfig from_json(ConfigReader& reader);
   static SegmenterConfig from_file(const std::string& path);

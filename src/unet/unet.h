@@ -9,48 +9,10 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
 #include "core/norm.h"
+#include "unet/unet_config.h"
 
 namespace iidm {
-
-// The arguments of UNetModel.__init__ (not create_model's: attention_resolutions are the
-// down-sampling factors ds at which attention runs). dims is always 2.
-struct UNetConfig {
-  int image_size = 64;  // informational; the network is fully convolutional
-  int in_channels = 3;
-  int model_channels = 128;
-  int out_channels = 3;  // 2 x in_channels when the variance is learned
-  int num_res_blocks = 2;
-  std::vector<int> attention_resolutions{};
-  double dropout = 0.0;
-  std::vector<double> channel_mult{1, 2, 4, 8};  // may be fractional (SDM 512: 0.5, ...)
-  bool conv_resample = true;
-  int num_classes = 0;  // label channels fed to SPADE (classes, + 1 with an instance-edge map)
-  int num_heads = 1;
-  int num_head_channels = -1;
-  int num_heads_upsample = -1;
-  bool use_scale_shift_norm = false;
-  bool resblock_updown = false;
-  bool use_new_attention_order = false;
-  bool use_checkpoint = false;  // accepted for compatibility; gradient checkpointing is not used
-  bool use_fp16 = false;        // accepted for compatibility; precision is chosen at run time
-  // Not a UNetModel argument: whether the last label channel is SDM's instance-edge map
-  // (create_model's no_instance = false). Decides how label maps are turned into `y`.
-  bool instance_edge = false;
-  int num_labels() const { return instance_edge ? num_classes - 1 : num_classes; }
-
-  void validate() const;  // throws iidm::Error naming the bad field
-  static UNetConfig from_json(ConfigReader& reader);  // reads and validates; unknown keys are errors
-  // From create_model's arguments as SDM/IIDM scripts pass them (num_channels, attention
-  // resolutions as image sizes "32,16,8", channel_mult "" = by image size, learn_sigma,
-  // no_instance, image_size an int or IIDM's [width, height]).
-  static UNetConfig from_create_model(ConfigReader& reader);
-  // Either {"create_model": {...}} or UNetModel's own arguments.
-  static UNetConfig from_any(ConfigReader& reader);
-  int width(size_t level) const { return static_cast<int>(channel_mult[level] * model_channels); }
-  Json to_json() const;
-};
 
 // A layer of a TimestepEmbedSequential: it may use the label map `cond` and the timestep
 // embedding `emb`, or neither.
