@@ -81,7 +81,7 @@ Tensor resample(const Tensor& x, Resample mode) {
   }
 }
 
-// Shared by ResBlock and SDMResBlock: the timestep projection and the skip path.
+// The settings of one ResBlock or SDMResBlock.
 struct ResBlockParts {
   int channels, out_channels;
   bool scale_shift;
@@ -89,28 +89,16 @@ struct ResBlockParts {
   Resample updown;
 };
 
-// guided_diffusion's ResBlock (encoder side): GroupNorm -> SiLU -> conv, timestep added or as
-// scale-shift, GroupNorm -> SiLU -> dropout -> conv, plus skip.
-class ResBlock : public UNetLayer {
+// What ResBlock and SDMResBlock share, built and run once: in_layers (SiLU, conv), emb_layers
+// (SiLU, linear), out_layers (SiLU, dropout, conv), skip_connection and the forward
+//   h = conv(resample(SiLU(norm_in(x)))); h = norm_out(h) * (1 + scale) + shift  (or norm_out(h + emb))
+//   out = skip(resample(x)) + conv(dropout(SiLU(h)))
+// They differ only in the norm: GroupNorm as the first entry of in_layers / out_layers, or SPADE
+// beside them as in_norm / out_norm (which shifts the Sequential indices).
+class ResBlockBase : public UNetLayer {
  public:
-  ResBlock(const ResBlockParts& p, int emb_channels) : p_(p) {
-    in_layers = register_module("in_layers", std::make_shared<IndexedModule>());
-    in_norm = torch::nn::GroupNorm(in_layers->add(0, normalization(p.channels).ptr()));
-    in_layers->add(1, torch::nn::SiLU().ptr());
-    in_conv = in_layers->add(2, conv3x3(p.channels, p.out_channels).ptr());
-    emb_layers = register_module("emb_layers", std::make_shared<IndexedModule>());
-    emb_layers->add(0, torch::nn::SiLU().ptr());
-    emb_linear = emb_layers->add(1, torch::nn::Linear(emb_channels, p.scale_shift ? 2 * p.out_channels : p.out_channels).ptr());
-    out_layers = register_module("out_layers", std::make_shared<IndexedModule>());
-    out_norm = torch::nn::GroupNorm(out_layers->add(0, normalization(p.out_channels).ptr()));
-    out_layers->add(1, torch::nn::SiLU().ptr());
-    out_layers->add(2, torch::nn::Dropout(p.dropout).ptr());
-    out_conv = out_layers->add(3, conv3x3(p.out_channels, p.out_channels).ptr());
-    if (p.out_channels != p.channels) skip = register_module("skip_connection", conv1x1(p.channels, p.out_channels));
-  }
-
-  Tensor forward(const Tensor& x_in, const Tensor&, const Tensor& emb) override {
-    Tensor h = torch::silu(group_norm_f32(in_norm, x_in));
+  Tensor forward(const Tensor& x_in, const Tensor& cond, const Tensor& emb) override {
+    Tensor h = torch::silu(norm_in(x_in, cond));
     Tensor x = x_in;
     if (p_.updown != Resample::kNone) {  // resample between the activation and the conv
       h = resample(h, p_.updown);
@@ -120,69 +108,86 @@ class ResBlock : public UNetLayer {
     Tensor emb_out = emb_linear->forward(torch::silu(emb)).to(h.scalar_type()).unsqueeze(-1).unsqueeze(-1);
     if (p_.scale_shift) {
       auto chunks = emb_out.chunk(2, 1);  // scale, shift: [N, C, 1, 1] each
-      h = group_norm_f32(out_norm, h) * (1 + chunks[0]) + chunks[1];
+      h = norm_out(h, cond) * (1 + chunks[0]) + chunks[1];
     } else {
-      h = group_norm_f32(out_norm, h + emb_out);
+      h = norm_out(h + emb_out, cond);
     }
     h = out_conv->forward(torch::dropout(torch::silu(h), p_.dropout, is_training()));
     return (skip ? skip->forward(x) : x) + h;
   }
 
+ protected:
+  explicit ResBlockBase(const ResBlockParts& p) : p_(p) {}
+  virtual Tensor norm_in(const Tensor& x, const Tensor& cond) = 0;
+  virtual Tensor norm_out(const Tensor& h, const Tensor& cond) = 0;
+
+  // The children in the reference's order (out_layers, then skip_connection); `norm` (or nullptr)
+  // becomes entry 0 of the Sequential.
+  void add_in_layers(std::shared_ptr<torch::nn::Module> norm) {
+    in_layers = register_module("in_layers", std::make_shared<IndexedModule>());
+    int index = 0;
+    if (norm) in_layers->add(index++, std::move(norm));
+    in_layers->add(index++, torch::nn::SiLU().ptr());
+    in_conv = in_layers->add(index, conv3x3(p_.channels, p_.out_channels).ptr());
+  }
+  void add_emb_layers(int emb_channels) {
+    emb_layers = register_module("emb_layers", std::make_shared<IndexedModule>());
+    emb_layers->add(0, torch::nn::SiLU().ptr());
+    const int emb_out = p_.scale_shift ? 2 * p_.out_channels : p_.out_channels;
+    emb_linear = emb_layers->add(1, torch::nn::Linear(emb_channels, emb_out).ptr());
+  }
+  void add_out_layers(std::shared_ptr<torch::nn::Module> norm) {
+    out_layers = register_module("out_layers", std::make_shared<IndexedModule>());
+    int index = 0;
+    if (norm) out_layers->add(index++, std::move(norm));
+    out_layers->add(index++, torch::nn::SiLU().ptr());
+    out_layers->add(index++, torch::nn::Dropout(p_.dropout).ptr());
+    out_conv = out_layers->add(index, conv3x3(p_.out_channels, p_.out_channels).ptr());
+    if (p_.out_channels != p_.channels)
+      skip = register_module("skip_connection", conv1x1(p_.channels, p_.out_channels));
+  }
+
  private:
   ResBlockParts p_;
   std::shared_ptr<IndexedModule> in_layers, emb_layers, out_layers;
-  torch::nn::GroupNorm in_norm{nullptr}, out_norm{nullptr};
   std::shared_ptr<torch::nn::Conv2dImpl> in_conv, out_conv;
   std::shared_ptr<torch::nn::LinearImpl> emb_linear;
   torch::nn::Conv2d skip{nullptr};
 };
 
-// SDM's SDMResBlock (middle and decoder): as ResBlock with both norms SPADE-modulated by the
-// label map; the Sequential indices shift because the norms live outside in_layers/out_layers.
-class SDMResBlock : public UNetLayer {
+// guided_diffusion's ResBlock (encoder side): GroupNorm; the timestep added or as scale-shift.
+class ResBlock : public ResBlockBase {
  public:
-  SDMResBlock(const ResBlockParts& p, int emb_channels, int label_channels) : p_(p) {
-    in_norm = register_module("in_norm", SPADEGroupNorm(p.channels, label_channels));
-    in_layers = register_module("in_layers", std::make_shared<IndexedModule>());
-    in_layers->add(0, torch::nn::SiLU().ptr());
-    in_conv = in_layers->add(1, conv3x3(p.channels, p.out_channels).ptr());
-    emb_layers = register_module("emb_layers", std::make_shared<IndexedModule>());
-    emb_layers->add(0, torch::nn::SiLU().ptr());
-    emb_linear = emb_layers->add(1, torch::nn::Linear(emb_channels, p.scale_shift ? 2 * p.out_channels : p.out_channels).ptr());
-    out_norm = register_module("out_norm", SPADEGroupNorm(p.out_channels, label_channels));
-    out_layers = register_module("out_layers", std::make_shared<IndexedModule>());
-    out_layers->add(0, torch::nn::SiLU().ptr());
-    out_layers->add(1, torch::nn::Dropout(p.dropout).ptr());
-    out_conv = out_layers->add(2, conv3x3(p.out_channels, p.out_channels).ptr());
-    if (p.out_channels != p.channels) skip = register_module("skip_connection", conv1x1(p.channels, p.out_channels));
-  }
-
-  Tensor forward(const Tensor& x_in, const Tensor& cond, const Tensor& emb) override {
-    Tensor h = torch::silu(in_norm->forward(x_in, cond));
-    Tensor x = x_in;
-    if (p_.updown != Resample::kNone) {
-      h = resample(h, p_.updown);
-      x = resample(x, p_.updown);
-    }
-    h = in_conv->forward(h);
-    Tensor emb_out = emb_linear->forward(torch::silu(emb)).to(h.scalar_type()).unsqueeze(-1).unsqueeze(-1);
-    if (p_.scale_shift) {
-      auto chunks = emb_out.chunk(2, 1);
-      h = out_norm->forward(h, cond) * (1 + chunks[0]) + chunks[1];
-    } else {
-      h = out_norm->forward(h + emb_out, cond);
-    }
-    h = out_conv->forward(torch::dropout(torch::silu(h), p_.dropout, is_training()));
-    return (skip ? skip->forward(x) : x) + h;
+  ResBlock(const ResBlockParts& p, int emb_channels) : ResBlockBase(p) {
+    in_norm = normalization(p.channels);
+    add_in_layers(in_norm.ptr());
+    add_emb_layers(emb_channels);
+    out_norm = normalization(p.out_channels);
+    add_out_layers(out_norm.ptr());
   }
 
  private:
-  ResBlockParts p_;
+  Tensor norm_in(const Tensor& x, const Tensor&) override { return group_norm_f32(in_norm, x); }
+  Tensor norm_out(const Tensor& h, const Tensor&) override { return group_norm_f32(out_norm, h); }
+  torch::nn::GroupNorm in_norm{nullptr}, out_norm{nullptr};
+};
+
+// SDM's SDMResBlock (middle and decoder): as ResBlock with both norms SPADE-modulated by the
+// label map.
+class SDMResBlock : public ResBlockBase {
+ public:
+  SDMResBlock(const ResBlockParts& p, int emb_channels, int label_channels) : ResBlockBase(p) {
+    in_norm = register_module("in_norm", SPADEGroupNorm(p.channels, label_channels));
+    add_in_layers(nullptr);
+    add_emb_layers(emb_channels);
+    out_norm = register_module("out_norm", SPADEGroupNorm(p.out_channels, label_channels));
+    add_out_layers(nullptr);
+  }
+
+ private:
+  Tensor norm_in(const Tensor& x, const Tensor& cond) override { return in_norm->forward(x, cond); }
+  Tensor norm_out(const Tensor& h, const Tensor& cond) override { return out_norm->forward(h, cond); }
   SPADEGroupNorm in_norm{nullptr}, out_norm{nullptr};
-  std::shared_ptr<IndexedModule> in_layers, emb_layers, out_layers;
-  std::shared_ptr<torch::nn::Conv2dImpl> in_conv, out_conv;
-  std::shared_ptr<torch::nn::LinearImpl> emb_linear;
-  torch::nn::Conv2d skip{nullptr};
 };
 
 // Self-attention over spatial positions, guided_diffusion's AttentionBlock.
