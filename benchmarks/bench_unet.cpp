@@ -12,6 +12,7 @@
 #include <iostream>
 #include <string>
 
+#include "core/labels.h"
 #include "core/runtime.h"
 #include "core/state_dict.h"
 #include "pipeline/model_config.h"

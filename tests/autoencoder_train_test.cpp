@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "core/fs.h"
+#include "core/image.h"
 #include "core/state_dict.h"
 #include "data/landscape.h"
 #include "test_util.h"
@@ -16,7 +17,7 @@ torch::Tensor landscape_images(int count, int W = 32, int H = 32) {
   std::vector<torch::Tensor> xs;
   for (int i = 0; i < count; ++i) {
     Landscape l = generate_landscape(500 + i, W, H);
-    xs.push_back(torch::from_blob(l.image.data, {H, W, 3}, torch::kUInt8).permute({2, 0, 1}).to(torch::kFloat32) / 127.5 - 1);
+    xs.push_back(from_rgb8(l.image));
   }
   return torch::stack(xs);
 }

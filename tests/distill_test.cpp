@@ -9,6 +9,8 @@
 #include <map>
 
 #include "core/fs.h"
+#include "core/image.h"
+#include "core/labels.h"
 #include "data/landscape.h"
 #include "diffusion/sampler.h"
 #include "tiny_models.h"
@@ -21,8 +23,7 @@ TrainingData landscapes(int count, int W, int H) {
   std::vector<torch::Tensor> xs, labels;
   for (int i = 0; i < count; ++i) {
     Landscape l = generate_landscape(2000 + i, W, H);
-    xs.push_back(
-        torch::from_blob(l.image.data, {H, W, 3}, torch::kUInt8).permute({2, 0, 1}).to(torch::kFloat32) / 127.5 - 1);
+    xs.push_back(from_rgb8(l.image));
     labels.push_back(torch::from_blob(l.labels.data, {H, W}, torch::kUInt8).clone());
   }
   return {torch::stack(xs), torch::stack(labels)};

@@ -1,7 +1,8 @@
-// Tiny random models end to end: shapes, input validation, label maps, save/load round trips.
+// Tiny random models end to end: shapes, input validation, save/load round trips.
 #include <torch/torch.h>
 
 #include "autoencoder/autoencoder.h"
+#include "core/labels.h"
 #include "core/state_dict.h"
 #include "test_util.h"
 #include "tiny_models.h"
@@ -71,24 +72,6 @@ TEST(UNet, Bf16ForwardStaysCloseToFp32) {
   torch::Tensor low = model->forward(x, t, y);
   EXPECT_EQ(low.scalar_type(), torch::kFloat32);  // outputs come back in the input's dtype
   EXPECT_LT((low - ref).abs().max().item<double>(), 0.05 * std::max(1.0, ref.abs().max().item<double>()));
-}
-
-TEST(Labels, OneHotIgnoreValueAndRangeChecks) {
-  torch::Tensor labels = torch::tensor({0, 2, 255, 1}, torch::kInt64).view({1, 2, 2});
-  torch::Tensor y = one_hot_labels(labels, 3);
-  EXPECT_EQ(y.sizes(), (std::vector<int64_t>{1, 3, 2, 2}));
-  EXPECT_EQ(y.sum(1)[0][1][0].item<float>(), 0.f);  // unlabelled pixel: zero vector
-  EXPECT_EQ(y[0][2][0][1].item<float>(), 1.f);
-  test::expect_error([&] { one_hot_labels(torch::tensor({0, 3}, torch::kInt64).view({1, 1, 2}), 3); },
-                     {"value 3", "outside 0..2"});
-}
-
-TEST(Labels, InstanceEdgesByHand) {
-  // Two instances split down the middle: the two middle columns are edges, both sides marked.
-  torch::Tensor inst = torch::tensor({1, 1, 2, 2, 1, 1, 2, 2}, torch::kInt64).view({1, 2, 4});
-  torch::Tensor edges = instance_edges(inst);
-  torch::Tensor expected = torch::tensor({0.f, 1.f, 1.f, 0.f, 0.f, 1.f, 1.f, 0.f}).view({1, 1, 2, 4});
-  EXPECT_TRUE(torch::equal(edges, expected));
 }
 
 AutoencoderConfig tiny_ae(const std::string& kind) {

@@ -3,6 +3,7 @@
 // mean; DPM-Solver++ recovers the data under an oracle.
 #include <torch/torch.h>
 
+#include "core/labels.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
 #include "diffusion/sampler.h"

@@ -3,6 +3,7 @@
 #include <fstream>
 
 #include "core/fs.h"
+#include "core/image.h"
 #include "data/landscape.h"
 #include "metrics/histogram.h"
 #include "test_util.h"
@@ -15,7 +16,7 @@ LabelledImages labelled(int count, int first, int W = 32, int H = 24) {
   std::vector<torch::Tensor> xs, ys;
   for (int i = 0; i < count; ++i) {
     Landscape l = generate_landscape(first + i, W, H);
-    xs.push_back(torch::from_blob(l.image.data, {H, W, 3}, torch::kUInt8).permute({2, 0, 1}).to(torch::kFloat32) / 127.5 - 1);
+    xs.push_back(from_rgb8(l.image));
     ys.push_back(torch::from_blob(l.labels.data, {H, W}, torch::kUInt8).clone());
   }
   return {torch::stack(xs), torch::stack(ys)};

@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "core/fs.h"
+#include "core/image.h"
 #include "core/safetensors.h"
 #include "data/landscape.h"
 #include "tiny_models.h"
@@ -21,8 +22,7 @@ TrainingData landscapes(int count, int W = 32, int H = 24) {
   std::vector<torch::Tensor> xs, labels;
   for (int i = 0; i < count; ++i) {
     Landscape l = generate_landscape(1000 + i, W, H);
-    torch::Tensor img = torch::from_blob(l.image.data, {H, W, 3}, torch::kUInt8).permute({2, 0, 1}).to(torch::kFloat32);
-    xs.push_back(img / 127.5 - 1);
+    xs.push_back(from_rgb8(l.image));
     labels.push_back(torch::from_blob(l.labels.data, {H, W}, torch::kUInt8).clone());
   }
   return {torch::stack(xs), torch::stack(labels)};

@@ -15,6 +15,7 @@
 #include "core/image.h"
 #include "core/progress.h"
 #include "core/runtime.h"
+#include "core/seed.h"
 #include "data/dataset.h"
 #include "metrics/histogram.h"
 #include "pipeline/runner.h"

@@ -6,7 +6,9 @@
 #include "cli/generation_options.h"
 #include "core/error.h"
 #include "core/image.h"
+#include "core/labels.h"
 #include "core/progress.h"
+#include "core/seed.h"
 
 namespace iidm::cli {
 namespace fs = std::filesystem;
@@ -20,7 +22,9 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
     int samples = 1, width = 0, height = 0;
   };
   auto args = std::make_shared<Args>();
-  cmd->add_option("--mask", args->mask, "Label map PNG (grey values = class ids)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--mask", args->mask, "Label map PNG (grey values or palette indices = class ids)")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("--style", args->style,
                   "Style reference image (IIDM: required); for pixel models an image to start from or to edit")
       ->check(CLI::ExistingFile);
@@ -40,6 +44,7 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
     const std::vector<Stage> stages = args->gen.stages();
     Pipeline pipeline = Pipeline::load(args->gen.files, args->gen.pipeline_options(common));
     Tensor labels = read_label_map(args->mask, args->width, args->height)[0];
+    check_label_range(labels, pipeline.config().unet.num_labels(), args->gen.ignore_label, args->mask);
     const int64_t H = labels.size(0), W = labels.size(1);
     Tensor start;
     if (!args->style.empty()) start = read_image(args->style, static_cast<int>(W), static_cast<int>(H))[0];

@@ -1,8 +1,10 @@
 #pragma once
-// Image and label-map files <-> tensors. Images are RGB in [-1, 1] as [1, 3, H, W] float32;
-// label maps are single-channel integer PNGs as [1, H, W] int64. Errors name the file.
+// Image files <-> tensors, and tensors <-> 8-bit RGB images (for OpenCV's colour transfers). Images
+// are RGB in [-1, 1] as [1, 3, H, W] (files) or [3, H, W] float32. Errors name the file. Label
+// maps are in core/labels.h.
 #include <torch/types.h>
 
+#include <opencv2/core/mat.hpp>
 #include <string>
 
 namespace iidm {
@@ -13,12 +15,11 @@ torch::Tensor read_image(const std::string& path, int width = 0, int height = 0)
 // Writes [1 or none, 3, H, W] in [-1, 1] (clamped, rounded) as PNG/JPEG by extension, atomically.
 void write_image(const std::string& path, const torch::Tensor& image, int jpeg_quality = 95);
 
-// Reads a label map: a single-channel 8- or 16-bit image whose values are class ids (a 3-channel
-// file whose channels are equal is accepted as grey). Resized with nearest neighbour when asked.
-torch::Tensor read_label_map(const std::string& path, int width = 0, int height = 0);
-
-// A label map [H, W] (or [1, H, W]) shown in colour: a fixed, well-spread colour per class id
-// (grey for `ignore_label`), as [3, H, W] in [-1, 1]; for sample grids and previews.
-torch::Tensor colorize_labels(const torch::Tensor& labels, int64_t ignore_label = 255);
+// [3, H, W] in [-1, 1] (any device, floating dtype) -> H x W 8-bit RGB (CV_8UC3): the bytes
+// write_image stores (rounded, clamped).
+cv::Mat to_rgb8(const torch::Tensor& image);
+// 8-bit RGB (CV_8UC3) -> [3, H, W] float32 in [-1, 1], owning its data. Its strides keep the
+// pixels' interleaved order (a permuted view); call .contiguous() where a packed tensor matters.
+torch::Tensor from_rgb8(const cv::Mat& rgb);
 
 }  // namespace iidm

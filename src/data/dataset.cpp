@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "core/image.h"
+#include "core/labels.h"
 
 namespace iidm {
 namespace fs = std::filesystem;
@@ -48,9 +49,7 @@ Sample load_sample(const SamplePaths& p, int width, int height, bool flip, int n
   if (s.image.size(1) != s.labels.size(0) || s.image.size(2) != s.labels.size(1))
     fail("{}: labels are {}x{} but the image {} is {}x{}", p.labels, s.labels.size(1), s.labels.size(0), p.image,
          s.image.size(2), s.image.size(1));
-  torch::Tensor bad = (s.labels >= num_classes) & (s.labels != ignore_label);
-  if (bad.any().item<bool>())
-    fail("{}: label value {} outside 0..{}", p.labels, s.labels.masked_select(bad)[0].item<int64_t>(), num_classes - 1);
+  check_label_range(s.labels, num_classes, ignore_label, p.labels);
   if (flip) {
     s.image = s.image.flip({2});
     s.labels = s.labels.flip({1});

@@ -8,6 +8,7 @@
 #include "autoencoder/autoencoder.h"
 #include "core/config.h"
 #include "core/error.h"
+#include "core/labels.h"
 #include "core/safetensors.h"
 #include "core/state_dict.h"
 #include "diffusion/gaussian_diffusion.h"

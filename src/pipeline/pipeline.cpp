@@ -1,9 +1,9 @@
 #include "pipeline/pipeline.h"
 
 #include <map>
-#include <opencv2/core.hpp>
 
 #include "core/error.h"
+#include "core/image.h"
 #include "core/state_dict.h"
 #include "diffusion/sampler.h"
 #include "diffusion/schedule.h"
@@ -21,29 +21,6 @@ void prepare_for_inference(torch::nn::Module& module, const PipelineOptions& opt
     for (auto& p : module.parameters())
       if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
   }
-}
-
-uint64_t derive_seed(uint64_t seed, const std::string& name) {
-  // FNV-1a over the name, mixed with the seed by splitmix64: stable across platforms and runs.
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : name) h = (h ^ c) * 1099511628211ull;
-  uint64_t z = seed + 0x9e3779b97f4a7c15ull + h;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
-}
-
-Tensor resize_labels_nearest(const Tensor& labels, int64_t height, int64_t width) {
-  TORCH_CHECK(labels.dim() == 3, "labels must be [N, H, W], got ", labels.sizes());
-  const int64_t H = labels.size(1), W = labels.size(2);
-  if (H == height && W == width) return labels;
-  // PIL NEAREST samples the source pixel under the target pixel's centre.
-  auto index = [](int64_t out, int64_t in) {
-    return torch::floor((torch::arange(out, torch::kFloat64) + 0.5) * (static_cast<double>(in) / out))
-        .to(torch::kInt64)
-        .clamp_max(in - 1);
-  };
-  return labels.index_select(1, index(height, H).to(labels.device())).index_select(2, index(width, W).to(labels.device()));
 }
 
 namespace {
@@ -152,20 +129,6 @@ int64_t Pipeline::denoising_steps(const std::vector<Stage>& stages) const {
     total += plan_stage(stage, static_cast<int>(space_timesteps(config_.diffusion.steps, stage.respacing).size())).steps;
   return total;
 }
-
-namespace {
-
-cv::Mat to_rgb8(const Tensor& image) {  // [3, H, W] in [-1, 1]
-  Tensor bytes = ((image.to(torch::kCPU, torch::kFloat32) + 1.0) * 127.5).round().clamp(0, 255).to(torch::kUInt8);
-  bytes = bytes.permute({1, 2, 0}).contiguous();
-  return cv::Mat(static_cast<int>(bytes.size(0)), static_cast<int>(bytes.size(1)), CV_8UC3, bytes.data_ptr()).clone();
-}
-
-Tensor from_rgb8(const cv::Mat& m) {
-  return torch::from_blob(m.data, {m.rows, m.cols, 3}, torch::kUInt8).permute({2, 0, 1}).to(torch::kFloat32).div(127.5).sub(1.0);
-}
-
-}  // namespace
 
 struct Pipeline::Batch {
   int64_t size = 0, height = 0, width = 0;  // B and the output H, W

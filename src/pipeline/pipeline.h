@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "autoencoder/autoencoder.h"
+#include "core/labels.h"  // GenerationItem inputs: read_label_map, check_label_range
+#include "core/seed.h"    // GenerationItem::seed: derive_seed
 #include "diffusion/gaussian_diffusion.h"
 #include "pipeline/model_config.h"
 #include "pipeline/stage.h"
@@ -103,15 +105,7 @@ class Pipeline {
   std::map<std::string, std::shared_ptr<const GaussianDiffusion>> chains_;  // by respacing
 };
 
-// Nearest-neighbour resize of integer maps [N, H, W] with PIL's sampling (pixel centres), as
-// the references resize label maps.
-torch::Tensor resize_labels_nearest(const torch::Tensor& labels, int64_t height, int64_t width);
-
 // Puts a module on a device / dtype / memory format for inference.
 void prepare_for_inference(torch::nn::Module& module, const PipelineOptions& options);
-
-// A per-image seed from the run seed and the image's name, so any subset (a shard, a resumed run)
-// reproduces the same image.
-uint64_t derive_seed(uint64_t seed, const std::string& name);
 
 }  // namespace iidm

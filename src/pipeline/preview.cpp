@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/image.h"
+#include "core/labels.h"
 #include "pipeline/pipeline.h"
 #include "postprocess/grid.h"
 

@@ -9,20 +9,11 @@
 #include <string>
 
 #include "autoencoder/autoencoder.h"
+#include "autoencoder/discriminator.h"
 #include "core/config.h"
 #include "train/optim.h"
 
 namespace iidm {
-
-// taming's NLayerDiscriminator (PatchGAN, BatchNorm, no ActNorm): child `main` as in the
-// reference, so the `loss.discriminator.*` weights of an LDM checkpoint load into it.
-class NLayerDiscriminatorImpl : public torch::nn::Module {
- public:
-  NLayerDiscriminatorImpl(int input_channels = 3, int channels = 64, int layers = 3);
-  torch::Tensor forward(const torch::Tensor& x);  // [N, 3, H, W] -> patch logits [N, 1, h, w]
-  torch::nn::Sequential main{nullptr};
-};
-TORCH_MODULE(NLayerDiscriminator);
 
 struct AutoencoderTrainConfig {
   int batch_size = 8;

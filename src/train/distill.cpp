@@ -3,10 +3,11 @@
 #include <cmath>
 
 #include "core/error.h"
+#include "core/labels.h"
+#include "core/seed.h"
 #include "core/state_dict.h"
 #include "diffusion/sampler.h"
 #include "pipeline/denoiser.h"
-#include "pipeline/pipeline.h"
 #include "train/checkpoint.h"
 
 namespace iidm {

@@ -3,10 +3,10 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "core/runtime.h"
+#include "core/seed.h"
 #include "core/state_dict.h"
 #include "data/crops.h"
 #include "data/dataset.h"
-#include "pipeline/pipeline.h"
 #include "train/checkpoint.h"
 
 namespace iidm {

@@ -4,14 +4,15 @@
 
 #include "autoencoder/autoencoder.h"
 #include "core/error.h"
+#include "core/labels.h"
 #include "core/progress.h"
 #include "core/runtime.h"
 #include "core/safetensors.h"
+#include "core/seed.h"
 #include "core/state_dict.h"
 #include "data/crops.h"
 #include "data/dataset.h"
 #include "data/sparse.h"
-#include "pipeline/pipeline.h"
 #include "train/checkpoint.h"
 #include "train/distributed.h"
 

@@ -424,37 +424,4 @@ Tensor timestep_embedding(const Tensor& timesteps, int dim, double max_period) {
   return emb;
 }
 
-Tensor instance_edges(const Tensor& instance) {
-  TORCH_CHECK(instance.dim() == 3, "instance map must be [N, H, W], got ", instance.sizes());
-  Tensor edge = torch::zeros(instance.sizes(), instance.options().dtype(torch::kBool));
-  using torch::indexing::None;
-  using torch::indexing::Slice;
-  // Horizontal neighbours: mark both pixels of a differing pair; then vertical.
-  Tensor dh = instance.index({Slice(), Slice(), Slice(1, None)}) != instance.index({Slice(), Slice(), Slice(None, -1)});
-  Tensor dv = instance.index({Slice(), Slice(1, None), Slice()}) != instance.index({Slice(), Slice(None, -1), Slice()});
-  edge.index({Slice(), Slice(), Slice(1, None)}) |= dh;
-  edge.index({Slice(), Slice(), Slice(None, -1)}) |= dh;
-  edge.index({Slice(), Slice(1, None), Slice()}) |= dv;
-  edge.index({Slice(), Slice(None, -1), Slice()}) |= dv;
-  return edge.unsqueeze(1).to(torch::kFloat32);
-}
-
-Tensor one_hot_labels(const Tensor& labels, int num_classes, int64_t ignore_label, const Tensor& instance) {
-  TORCH_CHECK(labels.dim() == 3, "label map must be [N, H, W], got ", labels.sizes());
-  Tensor l = labels.to(torch::kInt64);
-  Tensor ignored = l == ignore_label;
-  Tensor valid = (l >= 0) & (l < num_classes);
-  Tensor bad = ~(valid | ignored);
-  if (bad.any().item<bool>()) {
-    const int64_t value = l.masked_select(bad).index({0}).item<int64_t>();
-    fail("label map has value {} outside 0..{} (and is not the unlabelled value {})", value,
-         num_classes - 1, ignore_label);
-  }
-  Tensor safe = torch::where(ignored, torch::zeros_like(l), l);
-  Tensor one_hot = torch::one_hot(safe, num_classes).permute({0, 3, 1, 2}).to(torch::kFloat32);
-  one_hot = one_hot * (~ignored).unsqueeze(1).to(torch::kFloat32);
-  if (instance.defined()) one_hot = torch::cat({one_hot, instance_edges(instance)}, 1);
-  return one_hot.contiguous();
-}
-
 }  // namespace iidm

@@ -71,12 +71,4 @@ TORCH_MODULE(UNetModel);
 // guided_diffusion's timestep_embedding.
 torch::Tensor timestep_embedding(const torch::Tensor& timesteps, int dim, double max_period = 10000.0);
 
-// One-hot label map [N, classes(+1), H, W] from integer labels [N, H, W]. Label `ignore_label`
-// (unlabelled pixels of sparse layouts) gives an all-zero vector; any other value outside
-// [0, classes) is an error. With `instance` ([N, H, W] ids) an edge channel is appended.
-torch::Tensor one_hot_labels(const torch::Tensor& labels, int num_classes, int64_t ignore_label = 255,
-                             const torch::Tensor& instance = {});
-// SDM's instance edge map [N, 1, H, W]: a pixel is an edge if it differs from a 4-neighbour.
-torch::Tensor instance_edges(const torch::Tensor& instance);
-
 }  // namespace iidm
