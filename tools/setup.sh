@@ -8,7 +8,8 @@ packages=(
   g++ make cmake ninja-build
   libtorch-dev            # LibTorch 1.13 (CPU) with CMake config
   libopenblas0-openmp     # without it libtorch's matmuls run on reference BLAS (~10x slower)
-  libopencv-dev           # also brings libpng-dev, which label-map reading uses directly
+  libopencv-dev
+  libpng-dev              # label maps: palette PNGs read as their indices
   libeigen3-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev
   libgloo-dev             # headers of the Gloo backend of c10d (multi-process training)
   python3-torch python3-numpy  # tools/ (checkpoint conversion) and their tests

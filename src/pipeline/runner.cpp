@@ -7,7 +7,9 @@
 #include "core/error.h"
 #include "core/fs.h"
 #include "core/image.h"
+#include "core/labels.h"
 #include "core/runtime.h"
+#include "core/seed.h"
 
 namespace iidm {
 namespace fs = std::filesystem;
@@ -86,6 +88,7 @@ void RunOptions::validate() const {
 GenerationRunner::GenerationRunner(Pipeline& pipeline, RunOptions options)
     : pipeline_(pipeline), options_(std::move(options)) {
   options_.validate();
+  pipeline_.check_stages(options_.stages);  // a bad stage fails before any item is read
   const int multiple = pipeline_.size_multiple();
   if (options_.width % multiple || options_.height % multiple)
     fail("--size {}x{} must be a multiple of {} for this model", options_.width, options_.height, multiple);
@@ -105,12 +108,8 @@ std::string GenerationRunner::check(const RunItem& item) const {
     if (labels.size(1) != options_.height || labels.size(2) != options_.width)
       return fmt::format("{}: label map is {}x{}, expected {}x{}", item.label_file, labels.size(2), labels.size(1),
                          options_.width, options_.height);
-    const int num_labels = pipeline_.config().unet.num_labels();
-    const int64_t ignore = pipeline_.options().ignore_label;
-    const Tensor bad = (labels >= num_labels) & (labels != ignore);
-    if (bad.any().item<bool>())
-      return fmt::format("{}: label value {} outside 0..{} (unlabelled = {})", item.label_file,
-                         labels.masked_select(bad)[0].item<int64_t>(), num_labels - 1, ignore);
+    check_label_range(labels, pipeline_.config().unet.num_labels(), pipeline_.options().ignore_label,
+                      item.label_file);
   } catch (const Error& e) {
     return e.what();
   }
