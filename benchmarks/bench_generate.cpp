@@ -18,26 +18,38 @@ int main(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     auto next = [&]() { return std::string(i + 1 < argc ? argv[++i] : ""); };
-    if (a == "--config") config_path = next();
-    else if (a == "--preset") preset = next();
-    else if (a == "--precision") precision = next();
-    else if (a == "--channels-last") channels_last = true;
-    else if (a == "--two-pass") two_pass = true;
-    else if (a == "--batch") batch = std::stoi(next());
-    else if (a == "--width") width = std::stoi(next());
-    else if (a == "--height") height = std::stoi(next());
-    else if (a == "--threads") threads = std::stoi(next());
-    else if (a == "--stages") max_stages = std::stoi(next());
+    if (a == "--config")
+      config_path = next();
+    else if (a == "--preset")
+      preset = next();
+    else if (a == "--precision")
+      precision = next();
+    else if (a == "--channels-last")
+      channels_last = true;
+    else if (a == "--two-pass")
+      two_pass = true;
+    else if (a == "--batch")
+      batch = std::stoi(next());
+    else if (a == "--width")
+      width = std::stoi(next());
+    else if (a == "--height")
+      height = std::stoi(next());
+    else if (a == "--threads")
+      threads = std::stoi(next());
+    else if (a == "--stages")
+      max_stages = std::stoi(next());
     else {
-      std::puts("bench_generate [--preset fast|iidm-paper|FILE] [--precision fp32|bf16] [--channels-last] [--two-pass]\n"
-                "               [--batch N] [--width 512] [--height 384] [--threads N] [--stages K (first K only)]");
+      std::puts(
+          "bench_generate [--preset fast|iidm-paper|FILE] [--precision fp32|bf16] [--channels-last] [--two-pass]\n"
+          "               [--batch N] [--width 512] [--height 384] [--threads N] [--stages K (first K only)]");
       return a == "--help" ? 0 : 2;
     }
   }
   try {
     threads = iidm::configure_threads(threads);
-    const std::string preset_path =
-        preset.find('/') == std::string::npos ? std::string(IIDM_SOURCE_DIR) + "/configs/presets/" + preset + ".json" : preset;
+    const std::string preset_path = preset.find('/') == std::string::npos
+                                        ? std::string(IIDM_SOURCE_DIR) + "/configs/presets/" + preset + ".json"
+                                        : preset;
     iidm::Preset p = iidm::Preset::from_file(preset_path);
     if (max_stages > 0 && max_stages < static_cast<int>(p.stages.size())) p.stages.resize(max_stages);
     iidm::ModelConfig config = iidm::ModelConfig::from_file(config_path);
@@ -78,13 +90,14 @@ int main(int argc, char** argv) {
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::printf("preset %s, %d image(s) %dx%d, %s%s, %s guidance, %d threads\n", p.name.c_str(), batch, width, height,
                 precision.c_str(), channels_last ? " channels-last" : "", two_pass ? "two-pass" : "batched", threads);
-    std::printf("  denoising steps %lld, U-Net forwards per image (NFE) %lld\n", static_cast<long long>(r.denoising_steps),
-                static_cast<long long>(r.unet_forwards_per_image));
+    std::printf("  denoising steps %lld, U-Net forwards per image (NFE) %lld\n",
+                static_cast<long long>(r.denoising_steps), static_cast<long long>(r.unet_forwards_per_image));
     std::printf("  seconds per image %.1f (total %.1f)\n", seconds / batch, seconds);
-    std::printf("{\"bench\":\"generate\",\"preset\":\"%s\",\"stages\":%zu,\"batch\":%d,\"width\":%d,\"height\":%d,"
-                "\"precision\":\"%s\",\"channels_last\":%s,\"nfe\":%lld,\"seconds_per_image\":%.2f}\n",
-                p.name.c_str(), p.stages.size(), batch, width, height, precision.c_str(), channels_last ? "true" : "false",
-                static_cast<long long>(r.unet_forwards_per_image), seconds / batch);
+    std::printf(
+        "{\"bench\":\"generate\",\"preset\":\"%s\",\"stages\":%zu,\"batch\":%d,\"width\":%d,\"height\":%d,"
+        "\"precision\":\"%s\",\"channels_last\":%s,\"nfe\":%lld,\"seconds_per_image\":%.2f}\n",
+        p.name.c_str(), p.stages.size(), batch, width, height, precision.c_str(), channels_last ? "true" : "false",
+        static_cast<long long>(r.unet_forwards_per_image), seconds / batch);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

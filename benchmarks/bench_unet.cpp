@@ -48,15 +48,24 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--config") config_path = next();
-    else if (a == "--precision") precision = next();
-    else if (a == "--channels-last") channels_last = true;
-    else if (a == "--batch") batch = std::stoi(next());
-    else if (a == "--height") height = std::stoi(next());
-    else if (a == "--width") width = std::stoi(next());
-    else if (a == "--runs") runs = std::stoi(next());
-    else if (a == "--threads") threads = std::stoi(next());
-    else if (a == "--device") device_name = next();
+    if (a == "--config")
+      config_path = next();
+    else if (a == "--precision")
+      precision = next();
+    else if (a == "--channels-last")
+      channels_last = true;
+    else if (a == "--batch")
+      batch = std::stoi(next());
+    else if (a == "--height")
+      height = std::stoi(next());
+    else if (a == "--width")
+      width = std::stoi(next());
+    else if (a == "--runs")
+      runs = std::stoi(next());
+    else if (a == "--threads")
+      threads = std::stoi(next());
+    else if (a == "--device")
+      device_name = next();
     else {
       usage();
       return a == "--help" || a == "-h" ? 0 : 2;

@@ -111,7 +111,8 @@ TEST(AutoencoderTraining, VqWithDiscriminatorTrainsBothAndResumesExactly) {
   AutoencoderTrainConfig no_disc = c;
   no_disc.disc_start = -1;
   AutoencoderTrainer other(tiny_autoencoder("vq"), no_disc, images);
-  test::expect_error([&] { other.resume(dir.file("ckpt.safetensors")); }, {dir.file("ckpt.safetensors"), "discriminator"});
+  test::expect_error([&] { other.resume(dir.file("ckpt.safetensors")); },
+                     {dir.file("ckpt.safetensors"), "discriminator"});
   const std::string bytes = read_file(dir.file("ckpt.safetensors"));
   std::ofstream(dir.file("cut.safetensors"), std::ios::binary) << bytes.substr(0, bytes.size() / 2);
   test::expect_error([&] { resumed.resume(dir.file("cut.safetensors")); }, {dir.file("cut.safetensors")});

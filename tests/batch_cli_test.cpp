@@ -1,6 +1,7 @@
 // `iidm batch` as users run it, in real processes: bad items are reported while the rest is
 // produced; two shards reproduce the single run byte for byte; a run killed midway and resumed
 // yields the full set with no broken file.
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -8,7 +9,6 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <fcntl.h>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <set>
@@ -68,9 +68,9 @@ Dataset make_dataset(const test::TempDir& dir) {
 }
 
 std::vector<std::string> batch_args(const test::TinyModel& m, const Dataset& d, const std::string& out) {
-  return {IIDM_CLI, "--threads", "1", "batch", "--model", m.config, "--unet", m.unet, "--autoencoder", m.autoencoder,
-          "--labels", d.labels, "--refs", d.refs, "--out", out, "--size", "32x24", "--batch-size", "2",
-          "--preset", "fast", "--seed", "7"};
+  return {IIDM_CLI,       "--threads", "1",        "batch",  "--model", m.config, "--unet", m.unet,   "--autoencoder",
+          m.autoencoder,  "--labels",  d.labels,   "--refs", d.refs,    "--out",  out,      "--size", "32x24",
+          "--batch-size", "2",         "--preset", "fast",   "--seed",  "7"};
 }
 
 pid_t spawn(std::vector<std::string> args, const std::vector<std::string>& env = {}) {
@@ -108,7 +108,8 @@ std::set<std::string> failed_in(const std::string& dir) {
     std::ifstream in(e.path());
     std::string line;
     std::getline(in, line);  // header
-    while (std::getline(in, line)) EXPECT_TRUE(names.insert(line.substr(0, line.find('\t'))).second) << "reported twice: " << line;
+    while (std::getline(in, line))
+      EXPECT_TRUE(names.insert(line.substr(0, line.find('\t'))).second) << "reported twice: " << line;
   }
   return names;
 }

@@ -32,7 +32,8 @@ TEST(ColorTransfer, HistogramMatchesTheReferenceDistribution) {
 }
 
 TEST(ColorTransfer, ReinhardMovesColourStatisticsTowardTheReference) {
-  const cv::Mat ref = random_image(3, {150, 60, 20}, {255, 160, 90}), src = random_image(4, {10, 60, 120}, {80, 160, 255});
+  const cv::Mat ref = random_image(3, {150, 60, 20}, {255, 160, 90}),
+                src = random_image(4, {10, 60, 120}, {80, 160, 255});
   EXPECT_LE(max_abs_diff(color_transfer_reinhard(src, src), src), 2);  // near-identity up to rounding
   const cv::Mat out = color_transfer_reinhard(ref, src);
   cv::Scalar out_mean, ref_mean, src_mean, dummy;

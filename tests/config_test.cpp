@@ -107,8 +107,9 @@ TEST(Configs, RejectsWrongTypesAndImpossibleValues) {
 }
 
 TEST(Configs, UNetModelArgumentsAreValidated) {
-  Json unet = {{"in_channels", 3},          {"model_channels", 32}, {"out_channels", 3}, {"num_res_blocks", 1},
-               {"attention_resolutions", {3}}, {"channel_mult", {1, 2}}, {"num_classes", 4}};
+  Json unet = {{"in_channels", 3},    {"model_channels", 32},         {"out_channels", 3},
+               {"num_res_blocks", 1}, {"attention_resolutions", {3}}, {"channel_mult", {1, 2}},
+               {"num_classes", 4}};
   test::expect_error(
       [&] {
         ConfigReader r(unet, "u.json");
@@ -129,7 +130,8 @@ TEST(Configs, MissingOrBrokenFilesNameTheFile) {
   test::TempDir dir;
   test::expect_error([&] { ModelConfig::from_file(dir.file("none.json")); }, {dir.file("none.json"), "cannot open"});
   std::ofstream(dir.file("broken.json")) << "{\"unet\": ";
-  test::expect_error([&] { ModelConfig::from_file(dir.file("broken.json")); }, {dir.file("broken.json"), "invalid JSON"});
+  test::expect_error([&] { ModelConfig::from_file(dir.file("broken.json")); },
+                     {dir.file("broken.json"), "invalid JSON"});
 }
 
 // The field-list helpers of core/config.h on a config of their own: defaults, required keys,

@@ -73,7 +73,13 @@ TEST(SparseMask, RemovesTheConfiguredSharePerClass) {
   o.share = 0.5;
   torch::Tensor m = classwise_sparse_mask(halves, o, gen);
   EXPECT_FALSE(torch::equal(m.narrow(1, 0, 16) == 255, m.narrow(1, 16, 16) == 255));
-  test::expect_error([&] { SparseMaskOptions bad; bad.share = 1.5; classwise_sparse_mask(halves, bad, gen); }, {"share"});
+  test::expect_error(
+      [&] {
+        SparseMaskOptions bad;
+        bad.share = 1.5;
+        classwise_sparse_mask(halves, bad, gen);
+      },
+      {"share"});
 }
 
 TEST(Dataset, PairsByStemAndReportsUnmatchedFiles) {

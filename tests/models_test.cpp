@@ -122,7 +122,8 @@ TEST(Autoencoder, VqQuantisesToCodebookEntries) {
   torch::Tensor flat = h.permute({0, 2, 3, 1}).reshape({-1, 3});
   torch::Tensor dist = torch::cdist(flat, codebook);
   EXPECT_TRUE(torch::equal(dist.argmin(1), q.indices.view({-1})));
-  EXPECT_TRUE(torch::allclose(q.z_q.permute({0, 2, 3, 1}).reshape({-1, 3}), codebook.index_select(0, q.indices.view({-1}))));
+  EXPECT_TRUE(
+      torch::allclose(q.z_q.permute({0, 2, 3, 1}).reshape({-1, 3}), codebook.index_select(0, q.indices.view({-1}))));
   EXPECT_THROW(ae->encode(torch::rand({1, 3, 15, 16})), c10::Error);
 }
 

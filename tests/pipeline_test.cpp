@@ -74,7 +74,8 @@ TEST(Ensemble, AverageIsTheWeightedMean) {
   auto avg = SafeTensorsFile::open(dir.file("avg.safetensors"));
   auto sa = state_dict(*a), sb = state_dict(*b);
   for (size_t i = 0; i < sa.size(); ++i) {
-    torch::Tensor expected = (0.25 * sa[i].second.to(torch::kFloat64) + 0.75 * sb[i].second.to(torch::kFloat64)).to(torch::kFloat32);
+    torch::Tensor expected =
+        (0.25 * sa[i].second.to(torch::kFloat64) + 0.75 * sb[i].second.to(torch::kFloat64)).to(torch::kFloat32);
     EXPECT_TRUE(torch::equal(avg.tensor(sa[i].first), expected)) << sa[i].first;
   }
   // Mismatched checkpoints are refused and nothing is written.
@@ -83,7 +84,9 @@ TEST(Ensemble, AverageIsTheWeightedMean) {
   UNetModel c(other);
   save_state_dict(*c, dir.file("c.safetensors"));
   test::expect_error(
-      [&] { average_checkpoints({dir.file("a.safetensors"), dir.file("c.safetensors")}, {}, dir.file("bad.safetensors")); },
+      [&] {
+        average_checkpoints({dir.file("a.safetensors"), dir.file("c.safetensors")}, {}, dir.file("bad.safetensors"));
+      },
       {"shape", dir.file("c.safetensors")});
   EXPECT_FALSE(std::filesystem::exists(dir.file("bad.safetensors")));
 }

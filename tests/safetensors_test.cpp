@@ -12,9 +12,7 @@ namespace iidm {
 namespace {
 
 std::string read_bytes(const std::string& path) { return read_file(path); }
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream(path, std::ios::binary) << bytes;
-}
+void write_bytes(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 // A raw file from a header string and a data section.
 std::string raw_file(const std::string& header, const std::string& data) {
@@ -116,7 +114,8 @@ TEST(SafeTensors, RejectsEachKindOfBadHeader) {
 TEST(SafeTensors, FuzzTruncationsAndCorruptionsNeverCrash) {
   test::TempDir dir;
   const std::string good = dir.file("good.safetensors");
-  save_safetensors(good, {{"a.weight", torch::randn({8, 4})}, {"a.bias", torch::randn({8})}, {"step", torch::tensor(7)}});
+  save_safetensors(good,
+                   {{"a.weight", torch::randn({8, 4})}, {"a.bias", torch::randn({8})}, {"step", torch::tensor(7)}});
   const std::string bytes = read_bytes(good);
   const std::string path = dir.file("fuzz.safetensors");
   int refused = 0, opened = 0;
@@ -135,7 +134,8 @@ TEST(SafeTensors, FuzzTruncationsAndCorruptionsNeverCrash) {
   // Random byte corruptions in the header: either refused with a clear error, or (when the damage
   // happens to keep the header valid, e.g. inside a name) opened with every tensor readable.
   std::mt19937 rng(1234);
-  const size_t header_end = 8 + static_cast<size_t>(static_cast<uint8_t>(bytes[0]) | (static_cast<uint8_t>(bytes[1]) << 8));
+  const size_t header_end =
+      8 + static_cast<size_t>(static_cast<uint8_t>(bytes[0]) | (static_cast<uint8_t>(bytes[1]) << 8));
   for (int trial = 0; trial < 400; ++trial) {
     std::string damaged = bytes;
     const int flips = 1 + trial % 3;

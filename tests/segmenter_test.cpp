@@ -76,9 +76,12 @@ TEST(Metrics, PixelAccuracyIgnoresUnlabelledPixels) {
 
 TEST(Metrics, HistogramCorrelationPrefersTheSamePalette) {
   torch::manual_seed(0);
-  torch::Tensor warm = torch::stack({torch::rand({16, 16}) * 0.4 + 0.5, torch::rand({16, 16}) * 0.4, torch::rand({16, 16}) * 0.3 - 0.9});
-  torch::Tensor warm2 = torch::stack({torch::rand({16, 16}) * 0.4 + 0.5, torch::rand({16, 16}) * 0.4, torch::rand({16, 16}) * 0.3 - 0.9});
-  torch::Tensor cold = torch::stack({torch::rand({16, 16}) * 0.3 - 0.9, torch::rand({16, 16}) * 0.4, torch::rand({16, 16}) * 0.4 + 0.5});
+  torch::Tensor warm =
+      torch::stack({torch::rand({16, 16}) * 0.4 + 0.5, torch::rand({16, 16}) * 0.4, torch::rand({16, 16}) * 0.3 - 0.9});
+  torch::Tensor warm2 =
+      torch::stack({torch::rand({16, 16}) * 0.4 + 0.5, torch::rand({16, 16}) * 0.4, torch::rand({16, 16}) * 0.3 - 0.9});
+  torch::Tensor cold =
+      torch::stack({torch::rand({16, 16}) * 0.3 - 0.9, torch::rand({16, 16}) * 0.4, torch::rand({16, 16}) * 0.4 + 0.5});
   EXPECT_NEAR(color_histogram_correlation(warm, warm), 1.0, 1e-12);
   EXPECT_GT(color_histogram_correlation(warm, warm2), 0.8);
   EXPECT_LT(color_histogram_correlation(warm, cold), 0.5);

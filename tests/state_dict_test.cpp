@@ -91,7 +91,8 @@ TEST(StateDict, RefusesIntegerTensorForFloatParameter) {
   test::TempDir dir;
   Tiny model;
   std::vector<std::pair<std::string, torch::Tensor>> tensors;
-  for (auto& [k, t] : state_dict(*model)) tensors.emplace_back(k, k == "conv.bias" ? torch::zeros({4}, torch::kInt64) : t);
+  for (auto& [k, t] : state_dict(*model))
+    tensors.emplace_back(k, k == "conv.bias" ? torch::zeros({4}, torch::kInt64) : t);
   save_safetensors(dir.file("int.safetensors"), tensors);
   test::expect_error([&] { load_state_dict(*model, dir.file("int.safetensors")); }, {"conv.bias", "dtype"});
 }

@@ -39,7 +39,8 @@ void expect_error(Fn&& fn, std::initializer_list<std::string> fragments) {
     ADD_FAILURE() << "expected iidm::Error";
   } catch (const Error& e) {
     const std::string message = e.what();
-    for (const auto& f : fragments) EXPECT_NE(message.find(f), std::string::npos) << "'" << f << "' not in: " << message;
+    for (const auto& f : fragments)
+      EXPECT_NE(message.find(f), std::string::npos) << "'" << f << "' not in: " << message;
   }
 }
 

@@ -44,7 +44,8 @@ inline TinyModel write_tiny_model(const TempDir& dir, bool latent, uint64_t seed
     "attention_resolutions": [2], "channel_mult": [1, 2], "num_classes": 29, "num_head_channels": 16,
     "use_scale_shift_norm": true, "resblock_updown": true},
     "diffusion": {"steps": 1000, "noise_schedule": "linear", "learn_sigma": true})";
-  const std::string ae = R"(, "autoencoder": {"kind": "vq", "embed_dim": 3, "n_embed": 16, "ddconfig": {"double_z": false,
+  const std::string ae =
+      R"(, "autoencoder": {"kind": "vq", "embed_dim": 3, "n_embed": 16, "ddconfig": {"double_z": false,
     "z_channels": 3, "resolution": 32, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": []}})";
   TinyModel m;
   m.config = dir.file(latent ? "tiny-latent.json" : "tiny-pixel.json");

@@ -108,7 +108,8 @@ TEST(Training, DamagedOrForeignCheckpointsAreRefused) {
   const std::string bytes = read_file(dir.file("ckpt.safetensors"));
   std::ofstream(dir.file("truncated.safetensors"), std::ios::binary) << bytes.substr(0, bytes.size() - 100);
   UNetTrainer other(config, small_config(), landscapes(4));
-  test::expect_error([&] { other.resume(dir.file("truncated.safetensors")); }, {dir.file("truncated.safetensors"), "truncated"});
+  test::expect_error([&] { other.resume(dir.file("truncated.safetensors")); },
+                     {dir.file("truncated.safetensors"), "truncated"});
   // A plain weights file is not a training checkpoint.
   test::expect_error([&] { other.resume(model.unet); }, {model.unet, "not a training checkpoint"});
   UNetTrainConfig different = small_config();
@@ -174,7 +175,8 @@ TEST(Training, TwoProcessesOnLoopbackEqualOneProcess) {
   auto two = SafeTensorsFile::open(dir.file("two/unet.safetensors"));
   ASSERT_EQ(one.names(), two.names());
   double worst = 0;
-  for (const auto& name : one.names()) worst = std::max(worst, (one.tensor(name) - two.tensor(name)).abs().max().item<double>());
+  for (const auto& name : one.names())
+    worst = std::max(worst, (one.tensor(name) - two.tensor(name)).abs().max().item<double>());
   EXPECT_LT(worst, 1e-6) << "largest parameter difference";
 }
 

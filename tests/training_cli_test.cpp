@@ -28,7 +28,8 @@ TEST(TrainingCli, AutoencoderUNetSegmenterAndEvaluationEndToEnd) {
   test::TempDir dir;
   const std::string train = dir.file("train"), held = dir.file("heldout"), log = dir.file("log.txt");
   ASSERT_EQ(iidm("make-data --out " + train + " --count 6 --size 32x32 --seed 1", log), 0) << read_file(log);
-  ASSERT_EQ(iidm("make-data --out " + held + " --count 4 --first 1000 --size 32x32 --seed 2", log), 0) << read_file(log);
+  ASSERT_EQ(iidm("make-data --out " + held + " --count 4 --first 1000 --size 32x32 --seed 2", log), 0)
+      << read_file(log);
 
   std::ofstream(dir.file("ae.json")) << R"({"kind": "kl", "embed_dim": 3, "ddconfig": {"double_z": true,
     "z_channels": 3, "resolution": 32, "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1, "norm_groups": 8}})";
@@ -37,7 +38,8 @@ TEST(TrainingCli, AutoencoderUNetSegmenterAndEvaluationEndToEnd) {
                  log),
             0)
       << read_file(log);
-  for (const char* f : {"ae/autoencoder.safetensors", "ae/autoencoder.json", "ae/checkpoint.safetensors", "ae/samples/step-000003.png"})
+  for (const char* f :
+       {"ae/autoencoder.safetensors", "ae/autoencoder.json", "ae/checkpoint.safetensors", "ae/samples/step-000003.png"})
     EXPECT_TRUE(fs::exists(dir.file(f))) << f;
   const Json ae_config = read_json_file(dir.file("ae/autoencoder.json"));
   EXPECT_NE(ae_config["scale_factor"].get<double>(), 1.0) << "the latent scale is measured (scale_by_std)";
@@ -49,11 +51,12 @@ TEST(TrainingCli, AutoencoderUNetSegmenterAndEvaluationEndToEnd) {
     "num_res_blocks": 1, "attention_resolutions": [2], "channel_mult": [1, 2], "num_classes": 29, "num_head_channels": 16,
     "use_scale_shift_norm": true, "resblock_updown": true},
     "diffusion": {"steps": 1000, "noise_schedule": "linear", "learn_sigma": true}, "autoencoder": "autoencoder.json"})";
-  ASSERT_EQ(iidm("train-unet --model " + dir.file("model.json") + " --data " + train + " --autoencoder " +
-                     dir.file("ae/autoencoder.safetensors") + " --size 32x32 --batch-size 2 --steps 2 --crop 8 --bf16 " +
-                     "--sample-every 2 --cache " + dir.file("cache.safetensors") + " --out " + dir.file("unet"),
-                 log),
-            0)
+  ASSERT_EQ(
+      iidm("train-unet --model " + dir.file("model.json") + " --data " + train + " --autoencoder " +
+               dir.file("ae/autoencoder.safetensors") + " --size 32x32 --batch-size 2 --steps 2 --crop 8 --bf16 " +
+               "--sample-every 2 --cache " + dir.file("cache.safetensors") + " --out " + dir.file("unet"),
+           log),
+      0)
       << read_file(log);
   ASSERT_TRUE(fs::exists(dir.file("unet/samples/step-000002.png")));
   // Grid rows: mask | reference | sample, one row per item (4 here, at most).
@@ -78,8 +81,8 @@ TEST(TrainingCli, AutoencoderUNetSegmenterAndEvaluationEndToEnd) {
   EXPECT_NE(read_file(log).find("already done"), std::string::npos) << read_file(log);
   ASSERT_EQ(iidm("generate --model " + dir.file("model.json") + " --unet " + dir.file("d1/student-ddim5.safetensors") +
                      " --autoencoder " + dir.file("ae/autoencoder.safetensors") + " --mask " + held +
-                     "/labels/01000.png --style " + held + "/imgs/01001.jpg --steps ddim5 --strength 1 --guidance 1 --out " +
-                     dir.file("student.png"),
+                     "/labels/01000.png --style " + held +
+                     "/imgs/01001.jpg --steps ddim5 --strength 1 --guidance 1 --out " + dir.file("student.png"),
                  log),
             0)
       << read_file(log);
@@ -93,15 +96,17 @@ TEST(TrainingCli, AutoencoderUNetSegmenterAndEvaluationEndToEnd) {
       << read_file(log);
   EXPECT_NE(read_file(log).find("held-out pixel accuracy"), std::string::npos) << read_file(log);
 
-  const std::string evaluate = "evaluate --model " + dir.file("model.json") + " --unet " + dir.file("unet/unet-ema.safetensors") +
-                               " --autoencoder " + dir.file("ae/autoencoder.safetensors") + " --segmenter " +
-                               dir.file("seg/segmenter.safetensors") + " --segmenter-config " + dir.file("seg/segmenter.json") +
-                               " --data " + held + " --count 4 --steps ddim10 --strength 0.5 --out " + dir.file("eval");
+  const std::string evaluate =
+      "evaluate --model " + dir.file("model.json") + " --unet " + dir.file("unet/unet-ema.safetensors") +
+      " --autoencoder " + dir.file("ae/autoencoder.safetensors") + " --segmenter " +
+      dir.file("seg/segmenter.safetensors") + " --segmenter-config " + dir.file("seg/segmenter.json") + " --data " +
+      held + " --count 4 --steps ddim10 --strength 0.5 --out " + dir.file("eval");
   ASSERT_EQ(iidm(evaluate, log), 0) << read_file(log);
   const Json metrics = read_json_file(dir.file("eval/metrics.json"));
   EXPECT_EQ(metrics["summary"]["items"].get<int>(), 4);
   EXPECT_EQ(metrics["items"].size(), 4u);
-  for (const char* key : {"segmenter_accuracy_on_ground_truth", "mask_accuracy", "hist_corr_reference", "hist_corr_unrelated"}) {
+  for (const char* key :
+       {"segmenter_accuracy_on_ground_truth", "mask_accuracy", "hist_corr_reference", "hist_corr_unrelated"}) {
     const double v = metrics["summary"][key].get<double>();
     EXPECT_TRUE(v >= -1.0 && v <= 1.0) << key << " " << v;
   }
@@ -116,12 +121,17 @@ TEST(TrainingCli, AutoencoderUNetSegmenterAndEvaluationEndToEnd) {
 
   // A bad config key is refused with the file's name.
   std::ofstream(dir.file("bad.json")) << R"({"channels": 16, "chanel_mult": [1, 2]})";
-  EXPECT_NE(iidm("train-segmenter --model " + dir.file("bad.json") + " --data " + train + " --out " + dir.file("bad"), log), 0);
+  EXPECT_NE(
+      iidm("train-segmenter --model " + dir.file("bad.json") + " --data " + train + " --out " + dir.file("bad"), log),
+      0);
   EXPECT_NE(read_file(log).find("chanel_mult"), std::string::npos) << read_file(log);
 
   // A malformed --size is refused by every command that takes one, before any work.
   for (const std::string size : {"32x", "32x32x", "0x32", "32*32"}) {
-    EXPECT_NE(iidm("train-autoencoder --model " + dir.file("ae.json") + " --data " + train + " --size " + size + " --out " + dir.file("bad"), log), 0);
+    EXPECT_NE(iidm("train-autoencoder --model " + dir.file("ae.json") + " --data " + train + " --size " + size +
+                       " --out " + dir.file("bad"),
+                   log),
+              0);
     EXPECT_NE(read_file(log).find("--size '" + size + "' must be WIDTHxHEIGHT"), std::string::npos) << read_file(log);
   }
   EXPECT_NE(iidm("make-data --out " + dir.file("bad") + " --count 1 --size 8x8", log), 0);

@@ -27,7 +27,8 @@ void DDConfig::validate() const {
   if (ch % norm_groups) fail("ddconfig: ch {} is not divisible by {} groups", ch, norm_groups);
   for (int m : ch_mult) {
     positive(m, "each ch_mult entry");
-    if ((m * ch) % norm_groups) fail("ddconfig: channel width {} x {} is not divisible by {} groups", m, ch, norm_groups);
+    if ((m * ch) % norm_groups)
+      fail("ddconfig: channel width {} x {} is not divisible by {} groups", m, ch, norm_groups);
   }
   if (dropout < 0 || dropout >= 1) fail("ddconfig: dropout must be in [0, 1), got {}", dropout);
 }
@@ -48,8 +49,7 @@ void AutoencoderConfig::validate() const {
   if (embed_dim <= 0) fail("autoencoder config: embed_dim must be positive, got {}", embed_dim);
   if (kind == "kl" && !ddconfig.double_z)
     fail("autoencoder config: a KL autoencoder needs ddconfig.double_z = true (mean and log-variance)");
-  if (kind == "vq" && ddconfig.double_z)
-    fail("autoencoder config: a VQ autoencoder needs ddconfig.double_z = false");
+  if (kind == "vq" && ddconfig.double_z) fail("autoencoder config: a VQ autoencoder needs ddconfig.double_z = false");
   if (kind == "vq" && n_embed <= 0) fail("autoencoder config: a VQ autoencoder needs n_embed > 0");
   if (!(scale_factor > 0) || !std::isfinite(scale_factor))
     fail("autoencoder config: scale_factor must be a positive number, got {}", scale_factor);
@@ -128,7 +128,8 @@ class ResampleHolder : public torch::nn::Module {
 }  // namespace
 
 void LevelImpl::add_resample(const std::string& name, int channels, bool with_conv) {
-  auto holder = register_module(name, std::make_shared<ResampleHolder>(channels, with_conv, name == "downsample" ? 2 : 1));
+  auto holder =
+      register_module(name, std::make_shared<ResampleHolder>(channels, with_conv, name == "downsample" ? 2 : 1));
   resample_conv = holder->conv_;
   resample = true;
 }
@@ -175,10 +176,10 @@ EncoderImpl::EncoderImpl(const DDConfig& c) : config_(c) {
 
 Tensor EncoderImpl::forward(const Tensor& x) {
   const int f = config_.downsampling_factor();
-  TORCH_CHECK(x.dim() == 4 && x.size(1) == config_.in_channels, "encoder: input must be [N, ",
-              config_.in_channels, ", H, W], got ", x.sizes());
-  TORCH_CHECK(x.size(2) % f == 0 && x.size(3) % f == 0, "encoder: height and width must be divisible by ", f,
-              ", got ", x.size(2), "x", x.size(3));
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == config_.in_channels, "encoder: input must be [N, ", config_.in_channels,
+              ", H, W], got ", x.sizes());
+  TORCH_CHECK(x.size(2) % f == 0 && x.size(3) % f == 0, "encoder: height and width must be divisible by ", f, ", got ",
+              x.size(2), "x", x.size(3));
   Tensor h = conv_in->forward(x);
   for (auto& level : levels_) {
     for (size_t j = 0; j < level->blocks.size(); ++j) {
@@ -239,8 +240,8 @@ DecoderImpl::DecoderImpl(const DDConfig& c) : config_(c) {
 }
 
 Tensor DecoderImpl::forward(const Tensor& z) {
-  TORCH_CHECK(z.dim() == 4 && z.size(1) == config_.z_channels, "decoder: input must be [N, ",
-              config_.z_channels, ", h, w], got ", z.sizes());
+  TORCH_CHECK(z.dim() == 4 && z.size(1) == config_.z_channels, "decoder: input must be [N, ", config_.z_channels,
+              ", h, w], got ", z.sizes());
   Tensor h = conv_in->forward(z);
   h = mid_block_2->forward(mid_attn_1->forward(mid_block_1->forward(h)));
   for (int i = static_cast<int>(levels_.size()) - 1; i >= 0; --i) {
@@ -250,7 +251,8 @@ Tensor DecoderImpl::forward(const Tensor& z) {
       if (!level->attns.empty()) h = level->attns[j]->forward(h);
     }
     if (level->resample) {
-      h = F::interpolate(h, F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
+      h = F::interpolate(h,
+                         F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
       if (level->resample_conv) h = level->resample_conv->forward(h);
     }
   }
@@ -269,7 +271,8 @@ DiagonalGaussian DiagonalGaussian::from_moments(const Tensor& moments) {
 
 Tensor DiagonalGaussian::sample(c10::optional<at::Generator> generator) const {
   // Noise is drawn on the CPU generator and moved, so a seed gives the same latent on any device.
-  Tensor noise = torch::randn(mean.sizes(), generator, torch::TensorOptions().dtype(torch::kFloat32)).to(mean.options());
+  Tensor noise =
+      torch::randn(mean.sizes(), generator, torch::TensorOptions().dtype(torch::kFloat32)).to(mean.options());
   return mean + std() * noise;
 }
 

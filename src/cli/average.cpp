@@ -7,8 +7,9 @@
 namespace iidm::cli {
 
 std::function<int()> add_average_command(CLI::App& app, const CommonOptions&) {
-  auto* cmd = app.add_subcommand("average", "Write the (weighted) parameter average of checkpoints of one architecture, "
-                                            "as IIDM's ensemble of its 176k- and 266k-step checkpoints (float32 out)");
+  auto* cmd = app.add_subcommand("average",
+                                 "Write the (weighted) parameter average of checkpoints of one architecture, "
+                                 "as IIDM's ensemble of its 176k- and 266k-step checkpoints (float32 out)");
   auto inputs = std::make_shared<std::vector<std::string>>();
   auto weights = std::make_shared<std::vector<double>>();
   auto out = std::make_shared<std::string>();

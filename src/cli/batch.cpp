@@ -28,12 +28,16 @@ std::function<int()> add_batch_command(CLI::App& app, const CommonOptions& commo
       ->check(CLI::ExistingDirectory);
   cmd->add_option("--out", args->out, "Output folder")->required();
   cmd->add_option("--size", args->size, "Output WxH")->capture_default_str();
-  cmd->add_option("--batch-size", args->batch_size, "Images per forward")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--shard", args->shard, "Shard i/N (0-based); default from SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE");
+  cmd->add_option("--batch-size", args->batch_size, "Images per forward")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--shard", args->shard,
+                  "Shard i/N (0-based); default from SLURM_ARRAY_TASK_ID/COUNT or RANK/WORLD_SIZE");
   cmd->add_option("--ext", args->ext, "Output format: jpg or png")->capture_default_str();
   args->gen.add_to(cmd);
-  cmd->footer("Outputs: OUT/<stem>.<ext>; OUT/failures[-i-of-N].tsv (name, reason); OUT/summary[-i-of-N].json.\n"
-              "Exit status: 0 if every item of this shard was produced, 1 otherwise.");
+  cmd->footer(
+      "Outputs: OUT/<stem>.<ext>; OUT/failures[-i-of-N].tsv (name, reason); OUT/summary[-i-of-N].json.\n"
+      "Exit status: 0 if every item of this shard was produced, 1 otherwise.");
 
   return [args, &common]() {
     const ImageSize size = parse_size(args->size);
@@ -55,7 +59,8 @@ std::function<int()> add_batch_command(CLI::App& app, const CommonOptions& commo
     ProgressBar bar("images", 0);
     RunCallbacks callbacks;
     callbacks.on_plan = [&](const RunPlan& plan) {
-      fmt::print(stderr, "shard {}/{}: {} labels, {} invalid, {} batches here, {} images to make, {} already done; {}\n",
+      fmt::print(stderr,
+                 "shard {}/{}: {} labels, {} invalid, {} batches here, {} images to make, {} already done; {}\n",
                  options.shard.index, options.shard.count, plan.items, plan.invalid + listing.orphans.size(),
                  plan.batches, plan.to_make, plan.already_done, describe(options.stages));
       bar.reset(plan.to_make);

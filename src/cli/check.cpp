@@ -13,8 +13,9 @@
 namespace iidm::cli {
 
 std::function<int()> add_check_command(CLI::App& app, const CommonOptions& common) {
-  auto* cmd = app.add_subcommand("check", "Run reference parity cases (e.g. ../shared/parity/*) and compare every "
-                                          "expected output within the contract's tolerance");
+  auto* cmd = app.add_subcommand("check",
+                                 "Run reference parity cases (e.g. ../shared/parity/*) and compare every "
+                                 "expected output within the contract's tolerance");
   auto dirs = std::make_shared<std::vector<std::string>>();
   cmd->add_option("cases", *dirs, "Case folders (config.json + io.safetensors [+ weights.safetensors])")
       ->required()

@@ -62,12 +62,13 @@ std::function<int()> add_distill_command(CLI::App& app, const CommonOptions&) {
     if (fs::exists(checkpoint)) {
       distiller.resume(checkpoint);
       fmt::print(stderr, "resumed {}: {} round(s) done{}\n", checkpoint, distiller.rounds_done(),
-                 distiller.in_round() ? fmt::format(", round {} at iteration {}", distiller.rounds_done() + 1,
-                                                    distiller.iteration())
-                                      : "");
+                 distiller.in_round()
+                     ? fmt::format(", round {} at iteration {}", distiller.rounds_done() + 1, distiller.iteration())
+                     : "");
     }
     if (distiller.rounds_done() >= a->rounds)
-      fmt::print("all {} round(s) already done (ddim{}); students in {}\n", a->rounds, distiller.teacher_steps(), a->out);
+      fmt::print("all {} round(s) already done (ddim{}); students in {}\n", a->rounds, distiller.teacher_steps(),
+                 a->out);
     for (int round = distiller.rounds_done(); round < a->rounds; ++round) {
       const int from = distiller.teacher_steps();
       if (!distiller.in_round()) distiller.start_round();
@@ -76,7 +77,8 @@ std::function<int()> add_distill_command(CLI::App& app, const CommonOptions&) {
       while (distiller.iteration() < a->config.iterations) {
         const double l = distiller.step();
         bar.update(distiller.iteration(), fmt::format("loss {:.4f}", l));
-        if (a->save_every > 0 && distiller.iteration() % a->save_every == 0 && distiller.iteration() < a->config.iterations)
+        if (a->save_every > 0 && distiller.iteration() % a->save_every == 0 &&
+            distiller.iteration() < a->config.iterations)
           distiller.save_checkpoint(checkpoint);
       }
       bar.finish();

@@ -26,8 +26,9 @@ namespace fs = std::filesystem;
 using torch::Tensor;
 
 std::function<int()> add_evaluate_command(CLI::App& app, const CommonOptions& common) {
-  auto* cmd = app.add_subcommand("evaluate", "Mask accuracy (via a segmenter) and reference colour correlation of a "
-                                             "model on a labelled held-out set; writes OUT/metrics.json");
+  auto* cmd = app.add_subcommand("evaluate",
+                                 "Mask accuracy (via a segmenter) and reference colour correlation of a "
+                                 "model on a labelled held-out set; writes OUT/metrics.json");
   struct Args {
     GenerationOptions gen;
     std::string data, segmenter, segmenter_config, out;
@@ -38,8 +39,12 @@ std::function<int()> add_evaluate_command(CLI::App& app, const CommonOptions& co
   cmd->add_option("--segmenter", a->segmenter, "Segmenter weights")->required()->check(CLI::ExistingFile);
   cmd->add_option("--segmenter-config", a->segmenter_config, "Segmenter config")->required()->check(CLI::ExistingFile);
   cmd->add_option("--out", a->out, "Output folder (images/ and metrics.json)")->required();
-  cmd->add_option("--count", a->count, "Number of items (the first N by name)")->check(CLI::PositiveNumber)->capture_default_str();
-  cmd->add_option("--batch-size", a->batch_size, "Images generated together")->check(CLI::PositiveNumber)->capture_default_str();
+  cmd->add_option("--count", a->count, "Number of items (the first N by name)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--batch-size", a->batch_size, "Images generated together")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--reference-offset", a->reference_offset,
                   "Item i takes item i+K's image as its reference; the unrelated one is item i+N/2")
       ->check(CLI::PositiveNumber)
@@ -48,7 +53,8 @@ std::function<int()> add_evaluate_command(CLI::App& app, const CommonOptions& co
   return [a, &common]() {
     const auto start_time = std::chrono::steady_clock::now();
     auto pairs = list_landscape_pairs(a->data);
-    if (static_cast<int>(pairs.size()) < a->count) fail("{}: has {} items, --count asks for {}", a->data, pairs.size(), a->count);
+    if (static_cast<int>(pairs.size()) < a->count)
+      fail("{}: has {} items, --count asks for {}", a->data, pairs.size(), a->count);
     pairs.resize(static_cast<size_t>(a->count));
     const int N = a->count;
     if (N < 3) fail("evaluate: needs at least 3 items (reference and unrelated reference come from other items)");
@@ -68,7 +74,9 @@ std::function<int()> add_evaluate_command(CLI::App& app, const CommonOptions& co
       images.push_back(s.image);
       labels.push_back(s.labels);
     }
-    auto segment = [&](const Tensor& image) { return segmenter->predict(image.unsqueeze(0).to(options.device))[0].cpu(); };
+    auto segment = [&](const Tensor& image) {
+      return segmenter->predict(image.unsqueeze(0).to(options.device))[0].cpu();
+    };
 
     // Generation is a run of the library's runner into OUT/images: a rerun makes only what is missing.
     const fs::path image_dir = fs::path(a->out) / "images";
@@ -111,9 +119,13 @@ std::function<int()> add_evaluate_command(CLI::App& app, const CommonOptions& co
       const double unrelated = color_histogram_correlation(generated[i], images[(i + unrelated_offset) % N]);
       seg_sum += seg_acc, mask_sum += mask_acc, given_sum += given, unrelated_sum += unrelated;
       closer += given > unrelated;
-      per_item.push_back({{"name", pairs[i].stem}, {"reference", pairs[(i + offset) % N].stem},
-                          {"unrelated", pairs[(i + unrelated_offset) % N].stem}, {"segmenter_accuracy", seg_acc},
-                          {"mask_accuracy", mask_acc}, {"hist_corr_reference", given}, {"hist_corr_unrelated", unrelated}});
+      per_item.push_back({{"name", pairs[i].stem},
+                          {"reference", pairs[(i + offset) % N].stem},
+                          {"unrelated", pairs[(i + unrelated_offset) % N].stem},
+                          {"segmenter_accuracy", seg_acc},
+                          {"mask_accuracy", mask_acc},
+                          {"hist_corr_reference", given},
+                          {"hist_corr_unrelated", unrelated}});
     }
     Json summary{{"items", N},
                  {"segmenter_accuracy_on_ground_truth", seg_sum / N},
@@ -122,13 +134,15 @@ std::function<int()> add_evaluate_command(CLI::App& app, const CommonOptions& co
                  {"hist_corr_unrelated", unrelated_sum / N},
                  {"share_closer_to_reference", static_cast<double>(closer) / N},
                  {"stages", describe(stages)}};
-    write_file_atomic((fs::path(a->out) / "metrics.json").string(), Json{{"summary", summary}, {"items", per_item}}.dump(1) + "\n");
+    write_file_atomic((fs::path(a->out) / "metrics.json").string(),
+                      Json{{"summary", summary}, {"items", per_item}}.dump(1) + "\n");
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_time).count();
     fmt::print("{} held-out items ({:.0f} s)\n", N, seconds);
     fmt::print("  segmenter pixel accuracy on ground truth: {:.4f}\n", seg_sum / N);
     fmt::print("  mask accuracy of generated images:        {:.4f}\n", mask_sum / N);
-    fmt::print("  colour-histogram correlation: given reference {:.4f}, unrelated {:.4f} (closer to the given one in {}/{})\n",
-               given_sum / N, unrelated_sum / N, closer, N);
+    fmt::print(
+        "  colour-histogram correlation: given reference {:.4f}, unrelated {:.4f} (closer to the given one in {}/{})\n",
+        given_sum / N, unrelated_sum / N, closer, N);
     return 0;
   };
 }

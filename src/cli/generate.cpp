@@ -29,14 +29,16 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
                   "Style reference image (IIDM: required); for pixel models an image to start from or to edit")
       ->check(CLI::ExistingFile);
   cmd->add_option("--out", args->out, "Output image (.png or .jpg); with -n N, _1 ... _N are appended")->required();
-  cmd->add_option("-n,--samples", args->samples, "Number of diverse samples (different noise)")->check(CLI::PositiveNumber);
+  cmd->add_option("-n,--samples", args->samples, "Number of diverse samples (different noise)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--width", args->width, "Output width (default: the mask's)")->check(CLI::PositiveNumber);
   cmd->add_option("--height", args->height, "Output height (default: the mask's)")->check(CLI::PositiveNumber);
   cmd->add_option("--edit-mask", args->edit_mask,
                   "Semantic editing: a grey PNG, white = regenerate under --mask, black = keep --style unchanged")
       ->check(CLI::ExistingFile);
-  cmd->add_option("--instance", args->instance,
-                  "Instance-id map (16-bit or 8-bit PNG) for models with SDM's instance-edge channel (Cityscapes, CelebA)")
+  cmd->add_option(
+         "--instance", args->instance,
+         "Instance-id map (16-bit or 8-bit PNG) for models with SDM's instance-edge channel (Cityscapes, CelebA)")
       ->check(CLI::ExistingFile);
   args->gen.add_to(cmd);
   return [args, &common]() {
@@ -48,15 +50,15 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
     const int64_t H = labels.size(0), W = labels.size(1);
     Tensor start;
     if (!args->style.empty()) start = read_image(args->style, static_cast<int>(W), static_cast<int>(H))[0];
-    if (pipeline.latent() && !start.defined()) fail("this is a latent (IIDM) model: give a style reference with --style");
+    if (pipeline.latent() && !start.defined())
+      fail("this is a latent (IIDM) model: give a style reference with --style");
     Tensor edit;
     if (!args->edit_mask.empty()) {
       if (!start.defined()) fail("--edit-mask needs the image to edit as --style");
       edit = (read_label_map(args->edit_mask, static_cast<int>(W), static_cast<int>(H))[0] > 127).to(torch::kFloat32);
     }
     Tensor instance;
-    if (!args->instance.empty())
-      instance = read_label_map(args->instance, static_cast<int>(W), static_cast<int>(H))[0];
+    if (!args->instance.empty()) instance = read_label_map(args->instance, static_cast<int>(W), static_cast<int>(H))[0];
     std::vector<GenerationItem> items;
     const std::string stem = fs::path(args->out).stem().string();
     for (int i = 0; i < args->samples; ++i) {
@@ -71,12 +73,12 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
     }
     fmt::print(stderr, "generating {} image(s) {}x{}: {}\n", items.size(), W, H, describe(stages));
     ProgressBar bar("denoising", pipeline.denoising_steps(stages));
-    GenerationResult result =
-        pipeline.generate(items, stages, [&](int64_t done, int64_t) { bar.update(done); });
+    GenerationResult result = pipeline.generate(items, stages, [&](int64_t done, int64_t) { bar.update(done); });
     bar.finish();
     for (size_t i = 0; i < items.size(); ++i) {
       const fs::path out = args->samples == 1 ? fs::path(args->out)
-                                              : fs::path(args->out).parent_path() / (items[i].name + fs::path(args->out).extension().string());
+                                              : fs::path(args->out).parent_path() /
+                                                    (items[i].name + fs::path(args->out).extension().string());
       write_image(out.string(), result.images[static_cast<int64_t>(i)]);
       fmt::print("wrote {}\n", out.string());
     }

@@ -13,29 +13,39 @@ namespace iidm::cli {
 namespace fs = std::filesystem;
 
 void GenerationOptions::add_to(CLI::App* cmd) {
-  cmd->add_option("--model", files.config, "Model config (configs/models/*.json)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--model", files.config, "Model config (configs/models/*.json)")
+      ->required()
+      ->check(CLI::ExistingFile);
   cmd->add_option("--unet", files.unets, "U-Net weights (safetensors); give several for a per-step ensemble")
       ->required()
       ->check(CLI::ExistingFile);
   cmd->add_option("--unet-weight", files.unet_weights, "Ensemble weight of each --unet (default: equal)");
-  cmd->add_option("--autoencoder", files.autoencoder, "Autoencoder weights (latent / IIDM models)")->check(CLI::ExistingFile);
+  cmd->add_option("--autoencoder", files.autoencoder, "Autoencoder weights (latent / IIDM models)")
+      ->check(CLI::ExistingFile);
   cmd->add_option("--preset", preset, "Preset name in configs/presets (iidm-paper, fast, sdm) or a preset file")
       ->capture_default_str();
   cmd->add_option("--steps", respacing, "Override every stage's chain: a respacing such as ddim50, 250 or 10,15,20");
   cmd->add_option("--sampler", sampler, "Override the sampler: ddim, ddpm, dpm++2m");
   cmd->add_option("--strength", strength, "Override the strength (0, 1] (diffusers semantics: int(K*strength) steps)");
-  cmd->add_option("--start-index", start_index, "Override with the reference's start index (noise at i, first step i-1)");
-  cmd->add_option("--guidance", guidance, "Override the classifier-free guidance scale s >= 0 (1: conditional only, 0: unconditional, 0<s<1 a blend; README)");
+  cmd->add_option("--start-index", start_index,
+                  "Override with the reference's start index (noise at i, first step i-1)");
+  cmd->add_option("--guidance", guidance,
+                  "Override the classifier-free guidance scale s >= 0 (1: conditional only, 0: unconditional, 0<s<1 a "
+                  "blend; README)");
   cmd->add_option("--eta", eta, "Override DDIM eta");
-  cmd->add_option("--refine", rounds, "Number of rounds (stages) to run: 1 = no refinement; more repeats the last stage");
-  cmd->add_option("--color-transfer", color_transfer, "Colour transfer between rounds: iidm-lab, reinhard, histogram, none");
+  cmd->add_option("--refine", rounds,
+                  "Number of rounds (stages) to run: 1 = no refinement; more repeats the last stage");
+  cmd->add_option("--color-transfer", color_transfer,
+                  "Colour transfer between rounds: iidm-lab, reinhard, histogram, none");
   cmd->add_option("--clip-denoised", clip, "Clamp x0 predictions: auto, true, false");
   cmd->add_option("--precision", precision, "fp32 or bf16 (bf16 with --channels-last is fastest on AMX CPUs)")
       ->capture_default_str();
   cmd->add_flag("--channels-last", channels_last, "Run convolutions in NHWC memory format");
   cmd->add_flag("--two-pass-guidance", two_pass_guidance, "Run cond and uncond as two forwards (as the references)");
-  cmd->add_option("--ignore-label", ignore_label, "Label value meaning 'unlabelled' (zero vector)")->capture_default_str();
-  cmd->add_option("--seed", seed, "Run seed; each image's seed derives from it and the image's name")->capture_default_str();
+  cmd->add_option("--ignore-label", ignore_label, "Label value meaning 'unlabelled' (zero vector)")
+      ->capture_default_str();
+  cmd->add_option("--seed", seed, "Run seed; each image's seed derives from it and the image's name")
+      ->capture_default_str();
 }
 
 std::string resolve_preset(const std::string& name) {
@@ -101,7 +111,8 @@ PipelineOptions GenerationOptions::pipeline_options(const CommonOptions& common)
 std::string describe(const std::vector<Stage>& stages) {
   std::vector<std::string> parts;
   for (const auto& s : stages) {
-    std::string where = s.start_index >= 0 ? fmt::format("@{}", s.start_index) : fmt::format(" strength {}", s.strength);
+    std::string where =
+        s.start_index >= 0 ? fmt::format("@{}", s.start_index) : fmt::format(" strength {}", s.strength);
     std::string transfer =
         &s != &stages.front() && s.color_transfer != ColorTransfer::kNone ? to_string(s.color_transfer) + " -> " : "";
     parts.push_back(fmt::format("{}{} {}{} s={}", transfer, to_string(s.sampler), s.respacing, where, s.guidance));

@@ -26,8 +26,9 @@ void write_encoded(const std::string& path, const cv::Mat& image, const std::vec
 }  // namespace
 
 std::function<int()> add_make_data_command(CLI::App& app, const CommonOptions&) {
-  auto* cmd = app.add_subcommand("make-data", "Write procedural landscapes (images + exact label maps, 29 classes) "
-                                              "in the competition layout; deterministic by seed, resumable");
+  auto* cmd = app.add_subcommand("make-data",
+                                 "Write procedural landscapes (images + exact label maps, 29 classes) "
+                                 "in the competition layout; deterministic by seed, resumable");
   struct Args {
     std::string out, size = "512x384", references_from;
     int count = 100, first = 0;
@@ -68,7 +69,8 @@ std::function<int()> add_make_data_command(CLI::App& app, const CommonOptions&) 
       const bool done = fs::exists(label_path) && (test_split || fs::exists(image_path));
       if (!done) {
         // Test scenes draw from a different seed stream than train scenes of the same index.
-        const uint64_t scene_seed = a->seed * 1000003ull + static_cast<uint64_t>(a->first + i) + (test_split ? (1ull << 40) : 0);
+        const uint64_t scene_seed =
+            a->seed * 1000003ull + static_cast<uint64_t>(a->first + i) + (test_split ? (1ull << 40) : 0);
         Landscape scene = generate_landscape(scene_seed, W, H);
         if (!test_split) {
           cv::Mat bgr;
@@ -80,7 +82,8 @@ std::function<int()> add_make_data_command(CLI::App& app, const CommonOptions&) 
       bar.update(i + 1);
     }
     bar.finish();
-    if (test_split) write_file_atomic((fs::path(a->out) / "labels" / "label_to_img.json").string(), mapping.dump(1) + "\n");
+    if (test_split)
+      write_file_atomic((fs::path(a->out) / "labels" / "label_to_img.json").string(), mapping.dump(1) + "\n");
     fmt::print("{} scenes in {}\n", a->count, a->out);
     return 0;
   };

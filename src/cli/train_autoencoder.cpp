@@ -45,14 +45,17 @@ std::function<int()> add_train_autoencoder_command(CLI::App& app, const CommonOp
   cmd->add_option("--init", a->init, "Initial weights (fine-tuning)")->check(CLI::ExistingFile);
   cmd->add_option("--steps", a->train.steps, "Total steps (a resumed run continues to this)")->capture_default_str();
   cmd->add_option("--batch-size", a->train.batch_size, "Batch size")->capture_default_str();
-  cmd->add_option("--crop", a->train.crop, "Train on square random crops of this size (0: whole images)")->capture_default_str();
+  cmd->add_option("--crop", a->train.crop, "Train on square random crops of this size (0: whole images)")
+      ->capture_default_str();
   cmd->add_option("--lr", a->train.adam.lr, "Learning rate (Adam, betas 0.5/0.9 as LDM)")->capture_default_str();
   cmd->add_option("--kl-weight", a->train.kl_weight, "KL weight (kl models)")->capture_default_str();
-  cmd->add_option("--codebook-weight", a->train.codebook_weight, "Codebook term weight (vq models)")->capture_default_str();
+  cmd->add_option("--codebook-weight", a->train.codebook_weight, "Codebook term weight (vq models)")
+      ->capture_default_str();
   cmd->add_option("--commitment", a->train.commitment, "Commitment beta (vq models)")->capture_default_str();
   cmd->add_option("--disc-start", a->train.disc_start, "Step from which the patch discriminator trains (< 0: none)")
       ->capture_default_str();
-  cmd->add_option("--disc-weight", a->train.disc_weight, "Discriminator weight (scales the adaptive weight)")->capture_default_str();
+  cmd->add_option("--disc-weight", a->train.disc_weight, "Discriminator weight (scales the adaptive weight)")
+      ->capture_default_str();
   cmd->add_option("--disc-channels", a->train.disc_channels, "Discriminator width")->capture_default_str();
   cmd->add_option("--disc-layers", a->train.disc_layers, "Discriminator depth")->capture_default_str();
   cmd->add_flag("--bf16", a->train.bf16, "Mixed precision: bfloat16 matmuls and convolutions (autocast)");
@@ -63,7 +66,8 @@ std::function<int()> add_train_autoencoder_command(CLI::App& app, const CommonOp
       ->capture_default_str();
   cmd->add_option("--save-every", a->save_every, "Checkpoint every N steps")->capture_default_str();
   cmd->add_option("--log-every", a->log_every, "Print mean losses every N steps")->capture_default_str();
-  cmd->add_option("--sample-every", a->sample_every, "Write a reconstruction grid to OUT/samples every N steps (0: never)")
+  cmd->add_option("--sample-every", a->sample_every,
+                  "Write a reconstruction grid to OUT/samples every N steps (0: never)")
       ->capture_default_str();
   return [a, &common]() {
     AutoencoderConfig config = read_autoencoder_config(a->model);

@@ -13,9 +13,10 @@ namespace iidm::cli {
 namespace fs = std::filesystem;
 
 std::function<int()> add_train_segmenter_command(CLI::App& app, const CommonOptions& common) {
-  auto* cmd = app.add_subcommand("train-segmenter",
-                                 "Train the segmentation network (mask accuracy of generated images); writes "
-                                 "OUT/checkpoint.safetensors (resumable), OUT/segmenter.safetensors and OUT/segmenter.json");
+  auto* cmd =
+      app.add_subcommand("train-segmenter",
+                         "Train the segmentation network (mask accuracy of generated images); writes "
+                         "OUT/checkpoint.safetensors (resumable), OUT/segmenter.safetensors and OUT/segmenter.json");
   struct Args {
     std::string model, data, validation, out, size = "512x384";
     int save_every = 500, log_every = 100;
@@ -73,8 +74,8 @@ std::function<int()> add_train_segmenter_command(CLI::App& app, const CommonOpti
     fmt::print("trained to step {}; weights in {}\n", trainer.step(), weights);
     if (!a->validation.empty()) {
       const LabelledImages held_out = load_labelled_images(a->validation, W, H, config.num_classes);
-      fmt::print("held-out pixel accuracy: {:.4f} ({} images of {})\n", evaluate_segmenter(trainer.model(), held_out, device),
-                 held_out.images.size(0), a->validation);
+      fmt::print("held-out pixel accuracy: {:.4f} ({} images of {})\n",
+                 evaluate_segmenter(trainer.model(), held_out, device), held_out.images.size(0), a->validation);
     }
     return 0;
   };

@@ -6,10 +6,10 @@
 #include "cli/commands.h"
 #include "core/error.h"
 #include "core/image.h"
-#include "pipeline/preview.h"
 #include "core/progress.h"
 #include "core/runtime.h"
 #include "core/state_dict.h"
+#include "pipeline/preview.h"
 #include "train/distributed.h"
 #include "train/unet_trainer.h"
 
@@ -30,14 +30,16 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
   auto a = std::make_shared<Args>();
   cmd->add_option("--model", a->model, "Model config (configs/models/*.json)")->required()->check(CLI::ExistingFile);
   cmd->add_option("--data", a->data, "Training set in the competition layout (imgs/ + labels/)");
-  cmd->add_option("--cache", a->cache,
-                  "Training cache (safetensors with x0 + labels): read if it exists, else built from --data and written");
+  cmd->add_option(
+      "--cache", a->cache,
+      "Training cache (safetensors with x0 + labels): read if it exists, else built from --data and written");
   cmd->add_option("--autoencoder", a->autoencoder, "Autoencoder weights, to encode --data (latent models)");
   cmd->add_option("--size", a->size, "Training image size WxH")->capture_default_str();
   cmd->add_flag("--no-flip", a->no_flip, "Do not add horizontally flipped copies to the cache");
   cmd->add_option("--out", a->out, "Output folder")->required();
   cmd->add_option("--init", a->init, "Initial U-Net weights (fine-tuning)")->check(CLI::ExistingFile);
-  cmd->add_option("--steps", a->train.steps, "Total optimisation steps (a resumed run continues to this)")->capture_default_str();
+  cmd->add_option("--steps", a->train.steps, "Total optimisation steps (a resumed run continues to this)")
+      ->capture_default_str();
   cmd->add_option("--batch-size", a->train.batch_size, "Global batch size")->capture_default_str();
   cmd->add_option("--lr", a->train.adam.lr, "AdamW learning rate")->capture_default_str();
   cmd->add_option("--weight-decay", a->train.adam.weight_decay, "AdamW weight decay")->capture_default_str();
@@ -45,13 +47,17 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
   cmd->add_option("--ema-decay", a->train.ema_decay, "EMA decay")->capture_default_str();
   cmd->add_flag("!--no-ema-warmup", a->train.ema_warmup, "Use the full EMA decay from the first step");
   cmd->add_option("--grad-clip", a->train.grad_clip, "Clip the gradient norm (<= 0: off)")->capture_default_str();
-  cmd->add_option("--label-drop", a->train.label_drop, "Probability of an all-zero label map (CFG)")->capture_default_str();
-  cmd->add_option("--sparse-prob", a->train.sparse_prob, "Probability of class-wise sparse masking")->capture_default_str();
+  cmd->add_option("--label-drop", a->train.label_drop, "Probability of an all-zero label map (CFG)")
+      ->capture_default_str();
+  cmd->add_option("--sparse-prob", a->train.sparse_prob, "Probability of class-wise sparse masking")
+      ->capture_default_str();
   cmd->add_option("--sparse-share", a->train.sparse_share, "Share of each class's pixels sparse masking removes")
       ->capture_default_str();
-  cmd->add_option("--export-precision", a->export_precision, "Storage precision of the exported weights: fp32 | fp16 | bf16")
+  cmd->add_option("--export-precision", a->export_precision,
+                  "Storage precision of the exported weights: fp32 | fp16 | bf16")
       ->capture_default_str();
-  cmd->add_option("--crop", a->train.crop, "Train on square random crops of the cached maps (0: whole)")->capture_default_str();
+  cmd->add_option("--crop", a->train.crop, "Train on square random crops of the cached maps (0: whole)")
+      ->capture_default_str();
   cmd->add_flag("--bf16", a->train.bf16, "Mixed precision: bfloat16 matmuls and convolutions (autocast)");
   cmd->add_option("--seed", a->train.seed, "Training seed")->capture_default_str();
   cmd->add_option("--save-every", a->save_every, "Checkpoint every N steps")->capture_default_str();
@@ -98,7 +104,8 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
     // Sample grids (mask | reference | sample per row) from the EMA weights, IIDM-style: the
     // reference is another training item, noised to strength 0.7 and denoised under the mask.
     const bool grids = leader && a->sample_every > 0 && (!config.autoencoder || ae);
-    if (leader && a->sample_every > 0 && !grids) fmt::print(stderr, "no sample grids: a latent model needs --autoencoder for them\n");
+    if (leader && a->sample_every > 0 && !grids)
+      fmt::print(stderr, "no sample grids: a latent model needs --autoencoder for them\n");
     auto write_grid = [&] {
       write_image((fs::path(a->out) / "samples" / fmt::format("step-{:06}.png", trainer.step())).string(),
                   training_preview(config, trainer.ema_model(), ae, data.x0, data.labels, a->train.ignore_label));
@@ -112,7 +119,8 @@ std::function<int()> add_train_unet_command(CLI::App& app, const CommonOptions&)
       auto loss = trainer.train_step();
       loss_sum += loss.loss;
       ++loss_count;
-      if (leader) bar.update(trainer.step(), fmt::format("loss {:.4f} (mse {:.4f}, vb {:.4f})", loss.loss, loss.mse, loss.vb));
+      if (leader)
+        bar.update(trainer.step(), fmt::format("loss {:.4f} (mse {:.4f}, vb {:.4f})", loss.loss, loss.mse, loss.vb));
       if (leader && a->log_every > 0 && trainer.step() % a->log_every == 0) {
         fmt::print(stderr, "\nstep {} mean loss {:.5f}\n", trainer.step(), loss_sum / loss_count);
         loss_sum = 0;

@@ -32,8 +32,8 @@ void ConfigReader::finish() const {
   for (const auto& item : json_.items())
     if (!used_.count(item.key())) unknown.push_back(item.key());
   if (unknown.empty()) return;
-  fail("{}: unknown key{} '{}' (known keys: {})", where_, unknown.size() > 1 ? "s" : "",
-       fmt::join(unknown, "', '"), fmt::join(used_, ", "));
+  fail("{}: unknown key{} '{}' (known keys: {})", where_, unknown.size() > 1 ? "s" : "", fmt::join(unknown, "', '"),
+       fmt::join(used_, ", "));
 }
 
 }  // namespace iidm

@@ -75,17 +75,21 @@ class ConfigReader {
       }
       return value.get<T>();
     } catch (const std::exception&) {
-      fail("{}: key '{}' has the wrong type: {} (expected {})", where_, key, value.dump(),
-           type_name<T>());
+      fail("{}: key '{}' has the wrong type: {} (expected {})", where_, key, value.dump(), type_name<T>());
     }
   }
   template <typename T>
   static const char* type_name() {
-    if constexpr (std::is_same_v<T, bool>) return "true or false";
-    else if constexpr (std::is_integral_v<T>) return "an integer";
-    else if constexpr (std::is_floating_point_v<T>) return "a number";
-    else if constexpr (std::is_same_v<T, std::string>) return "a string";
-    else return "a list or object of the right kind";
+    if constexpr (std::is_same_v<T, bool>)
+      return "true or false";
+    else if constexpr (std::is_integral_v<T>)
+      return "an integer";
+    else if constexpr (std::is_floating_point_v<T>)
+      return "a number";
+    else if constexpr (std::is_same_v<T, std::string>)
+      return "a string";
+    else
+      return "a list or object of the right kind";
   }
 
   Json json_;

@@ -23,8 +23,7 @@ AtomicFile::~AtomicFile() {
 }
 
 void AtomicFile::write(const void* data, size_t size) {
-  if (size && std::fwrite(data, 1, size, file_) != size)
-    fail("{}: write failed: {}", path_, std::strerror(errno));
+  if (size && std::fwrite(data, 1, size, file_) != size) fail("{}: write failed: {}", path_, std::strerror(errno));
 }
 
 void AtomicFile::commit() {

@@ -57,7 +57,8 @@ void write_image(const std::string& path, const torch::Tensor& image, int jpeg_q
 
 cv::Mat to_rgb8(const torch::Tensor& image) {
   TORCH_CHECK(image.dim() == 3 && image.size(0) == 3, "to_rgb8: expected [3, H, W], got ", image.sizes());
-  torch::Tensor bytes = ((image.to(torch::kCPU, torch::kFloat32) + 1.0) * 127.5).round().clamp(0, 255).to(torch::kUInt8);
+  torch::Tensor bytes =
+      ((image.to(torch::kCPU, torch::kFloat32) + 1.0) * 127.5).round().clamp(0, 255).to(torch::kUInt8);
   bytes = bytes.permute({1, 2, 0}).contiguous();
   return cv::Mat(static_cast<int>(bytes.size(0)), static_cast<int>(bytes.size(1)), CV_8UC3, bytes.data_ptr()).clone();
 }

@@ -48,9 +48,9 @@ void ProgressBar::update(int64_t done, const std::string& suffix) {
     const int width = 28;
     const int filled = total_ > 0 ? static_cast<int>(width * done / total_) : 0;
     std::fprintf(stderr, "\r%s [%s%s] %lld/%lld  %.2f/s  elapsed %s  ETA %s %s\033[K", label_.c_str(),
-                 std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(), static_cast<long long>(done),
-                 static_cast<long long>(total_), rate, format_duration(elapsed).c_str(), format_duration(eta).c_str(),
-                 suffix.c_str());
+                 std::string(filled, '#').c_str(), std::string(width - filled, '.').c_str(),
+                 static_cast<long long>(done), static_cast<long long>(total_), rate, format_duration(elapsed).c_str(),
+                 format_duration(eta).c_str(), suffix.c_str());
   } else if (decile != last_logged_decile_) {
     last_logged_decile_ = decile;
     std::fprintf(stderr, "%s %lld/%lld  %.2f/s  elapsed %s  ETA %s %s\n", label_.c_str(), static_cast<long long>(done),

@@ -27,9 +27,9 @@ struct DTypeInfo {
 // The dtypes a checkpoint of these models can hold. FP8 and unsigned 16/32/64 have no LibTorch
 // 1.13 equivalent and are reported as unsupported rather than misread.
 constexpr DTypeInfo kDTypes[] = {
-    {"F64", torch::kFloat64, 8}, {"F32", torch::kFloat32, 4}, {"F16", torch::kFloat16, 2},
-    {"BF16", torch::kBFloat16, 2}, {"I64", torch::kInt64, 8}, {"I32", torch::kInt32, 4},
-    {"I16", torch::kInt16, 2},   {"I8", torch::kInt8, 1},       {"U8", torch::kUInt8, 1},
+    {"F64", torch::kFloat64, 8},   {"F32", torch::kFloat32, 4}, {"F16", torch::kFloat16, 2},
+    {"BF16", torch::kBFloat16, 2}, {"I64", torch::kInt64, 8},   {"I32", torch::kInt32, 4},
+    {"I16", torch::kInt16, 2},     {"I8", torch::kInt8, 1},     {"U8", torch::kUInt8, 1},
     {"BOOL", torch::kBool, 1},
 };
 
@@ -71,8 +71,7 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8) {
     ::close(fd);
-    fail("{}: not a safetensors file: {} bytes, shorter than the 8-byte header length", path,
-         file_size);
+    fail("{}: not a safetensors file: {} bytes, shorter than the 8-byte header length", path, file_size);
   }
   file.mapping_ = std::make_shared<Mapping>();
   void* address = mmap(nullptr, file_size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -85,9 +84,10 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
   uint64_t header_len = 0;
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | bytes[i];  // little-endian
   if (header_len == 0 || header_len > kMaxHeaderBytes || header_len > file_size - 8)
-    fail("{}: corrupt or truncated safetensors file: header length {} does not fit in the {} "
-         "bytes of the file",
-         path, header_len, file_size);
+    fail(
+        "{}: corrupt or truncated safetensors file: header length {} does not fit in the {} "
+        "bytes of the file",
+        path, header_len, file_size);
   const uint64_t data_size = file_size - 8 - header_len;
   file.data_ = bytes + 8 + header_len;
 
@@ -106,8 +106,7 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
     if (name == "__metadata__") {
       if (!value.is_object()) fail("{}: __metadata__ is not an object", path);
       for (const auto& m : value.items()) {
-        if (!m.value().is_string())
-          fail("{}: __metadata__ entry '{}' is not a string", path, m.key());
+        if (!m.value().is_string()) fail("{}: __metadata__ entry '{}' is not a string", path, m.key());
         file.metadata_[m.key()] = m.value().get<std::string>();
       }
       continue;
@@ -140,11 +139,11 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
     entry.end = offsets[1].get<uint64_t>();
     if (entry.end < entry.begin) bad(fmt::format("data_offsets [{}, {}] end before begin", entry.begin, entry.end));
     if (entry.end - entry.begin != numel * dtype->size)
-      bad(fmt::format("byte span {} does not match shape x dtype size = {} x {} = {}",
-                      entry.end - entry.begin, numel, dtype->size, numel * dtype->size));
+      bad(fmt::format("byte span {} does not match shape x dtype size = {} x {} = {}", entry.end - entry.begin, numel,
+                      dtype->size, numel * dtype->size));
     if (entry.end > data_size)
-      bad(fmt::format("data [{}, {}] lies outside the {}-byte data section (file truncated?)",
-                      entry.begin, entry.end, data_size));
+      bad(fmt::format("data [{}, {}] lies outside the {}-byte data section (file truncated?)", entry.begin, entry.end,
+                      data_size));
     file.names_.push_back(name);
     file.entries_[name] = std::move(entry);
   }
@@ -155,8 +154,8 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
     const TensorEntry* prev = by_offset[i - 1];
     const TensorEntry* cur = by_offset[i];
     if (cur->begin < prev->end && cur->end > cur->begin && prev->end > prev->begin)
-      fail("{}: tensor '{}' [{}, {}] overlaps tensor '{}' [{}, {}]", path, cur->name, cur->begin,
-           cur->end, prev->name, prev->begin, prev->end);
+      fail("{}: tensor '{}' [{}, {}] overlaps tensor '{}' [{}, {}]", path, cur->name, cur->begin, cur->end, prev->name,
+           prev->begin, prev->end);
   }
   return file;
 }
@@ -174,24 +173,22 @@ torch::Tensor SafeTensorsFile::tensor(const std::string& name) const {
   const auto options = torch::TensorOptions().dtype(dtype->type);
   if (reinterpret_cast<uintptr_t>(ptr) % dtype->size == 0) {
     auto keep_alive = mapping_;
-    return torch::from_blob(const_cast<uint8_t*>(ptr), e.shape,
-                            [keep_alive](void*) mutable { keep_alive.reset(); }, options);
+    return torch::from_blob(
+        const_cast<uint8_t*>(ptr), e.shape, [keep_alive](void*) mutable { keep_alive.reset(); }, options);
   }
   torch::Tensor copy = torch::empty(e.shape, options);
   std::memcpy(copy.data_ptr(), ptr, e.end - e.begin);
   return copy;
 }
 
-void save_safetensors(const std::string& path,
-                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
   nlohmann::ordered_json header = nlohmann::ordered_json::object();
   if (!metadata.empty()) header["__metadata__"] = metadata;
   std::vector<torch::Tensor> cpu;
   uint64_t offset = 0;
   for (const auto& [name, tensor] : tensors) {
-    if (name == "__metadata__" || header.contains(name))
-      fail("{}: duplicate or reserved tensor name '{}'", path, name);
+    if (name == "__metadata__" || header.contains(name)) fail("{}: duplicate or reserved tensor name '{}'", path, name);
     torch::Tensor t = tensor.detach().to(torch::kCPU).contiguous();
     const uint64_t bytes = t.numel() * t.element_size();
     header[name] = {{"dtype", safetensors_dtype_name(t.scalar_type())},

@@ -16,7 +16,7 @@ namespace iidm {
 
 struct TensorEntry {
   std::string name;
-  std::string dtype;            // safetensors spelling: F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL
+  std::string dtype;  // safetensors spelling: F32, F16, BF16, F64, I64, I32, I16, I8, U8, BOOL
   std::vector<int64_t> shape;
   uint64_t begin = 0, end = 0;  // byte span inside the data section
 };
@@ -49,8 +49,7 @@ class SafeTensorsFile {
 
 // Writes tensors (any device; copied to CPU, made contiguous) in the given order. The file is
 // written to `path.tmp` and renamed, so a failure never leaves a half-written file behind.
-void save_safetensors(const std::string& path,
-                      const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
+void save_safetensors(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
 // The safetensors name of a torch dtype; throws for types the project does not handle.

@@ -57,8 +57,8 @@ void load_state_dict(torch::nn::Module& module, const SafeTensorsFile& file, con
     used.insert(name);
     const auto& entry = file.entry(name);
     if (at::IntArrayRef(entry.shape) != target.sizes())
-      wrong_shape.push_back(fmt::format("{}: file {} vs model {}", name, shape_str(entry.shape),
-                                        shape_str(target.sizes())));
+      wrong_shape.push_back(
+          fmt::format("{}: file {} vs model {}", name, shape_str(entry.shape), shape_str(target.sizes())));
   }
   const std::string scope = options.ldm_ema ? "model_ema." + ema_base : options.prefix;
   for (const auto& name : file.names())
@@ -73,8 +73,7 @@ void load_state_dict(torch::nn::Module& module, const SafeTensorsFile& file, con
     if (!missing.empty()) msg += fmt::format("\n  {} missing:{}", missing.size(), list_some(missing));
     if (!wrong_shape.empty())
       msg += fmt::format("\n  {} with the wrong shape:{}", wrong_shape.size(), list_some(wrong_shape));
-    if (!unexpected.empty())
-      msg += fmt::format("\n  {} unexpected:{}", unexpected.size(), list_some(unexpected));
+    if (!unexpected.empty()) msg += fmt::format("\n  {} unexpected:{}", unexpected.size(), list_some(unexpected));
     throw Error(msg);
   }
   torch::NoGradGuard no_grad;

@@ -25,17 +25,14 @@ struct LoadOptions {
 };
 
 // Fills `module` (parameters + buffers, converted to each tensor's dtype and device).
-void load_state_dict(torch::nn::Module& module, const SafeTensorsFile& file,
-                     const LoadOptions& options = {});
-void load_state_dict(torch::nn::Module& module, const std::string& path,
-                     const LoadOptions& options = {});
+void load_state_dict(torch::nn::Module& module, const SafeTensorsFile& file, const LoadOptions& options = {});
+void load_state_dict(torch::nn::Module& module, const std::string& path, const LoadOptions& options = {});
 
 // Parameters and buffers in registration order, under their full names.
 std::vector<std::pair<std::string, torch::Tensor>> state_dict(const torch::nn::Module& module);
 
 // Writes the state dict as float32 (or the tensors' own dtype when keep_dtype) safetensors.
-void save_state_dict(const torch::nn::Module& module, const std::string& path,
-                     bool keep_dtype = false,
+void save_state_dict(const torch::nn::Module& module, const std::string& path, bool keep_dtype = false,
                      const std::map<std::string, std::string>& metadata = {});
 
 int64_t count_parameters(const torch::nn::Module& module);

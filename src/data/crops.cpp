@@ -15,7 +15,8 @@ std::vector<Tensor> random_crops(const std::vector<Tensor>& maps, const Tensor& 
   const int64_t H = maps[0].size(-2), W = maps[0].size(-1), B = index.numel();
   for (const Tensor& m : maps)
     if (m.size(-2) != H || m.size(-1) != W || m.size(0) != maps[0].size(0))
-      fail("random_crops: maps of different sizes ({} vs {})", fmt::join(m.sizes(), "x"), fmt::join(maps[0].sizes(), "x"));
+      fail("random_crops: maps of different sizes ({} vs {})", fmt::join(m.sizes(), "x"),
+           fmt::join(maps[0].sizes(), "x"));
   if (size < 0 || size > H || size > W) fail("random_crops: crop {} does not fit the {}x{} maps", size, W, H);
   const int64_t ch = size > 0 ? size : H, cw = size > 0 ? size : W;
   Tensor top = torch::zeros({B}, torch::kInt64), left = torch::zeros({B}, torch::kInt64);

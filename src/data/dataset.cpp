@@ -27,8 +27,10 @@ std::vector<SamplePaths> list_landscape_pairs(const std::string& root) {
   std::vector<SamplePaths> pairs;
   for (const auto& [stem, path] : images) {
     auto it = maps.find(stem);
-    if (it == maps.end()) unmatched.push_back(path + " (no labels/" + stem + ".png)");
-    else pairs.push_back({stem, path, it->second});
+    if (it == maps.end())
+      unmatched.push_back(path + " (no labels/" + stem + ".png)");
+    else
+      pairs.push_back({stem, path, it->second});
   }
   for (const auto& [stem, path] : maps)
     if (!images.count(stem)) unmatched.push_back(path + " (no imgs/" + stem + ".jpg)");

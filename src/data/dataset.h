@@ -22,6 +22,7 @@ struct Sample {
 
 // Reads a pair at width x height (bicubic/area for the image, PIL-style nearest for labels),
 // mirrored left-right when `flip`; label values >= num_classes (other than ignore) are an error.
-Sample load_sample(const SamplePaths& paths, int width, int height, bool flip, int num_classes, int64_t ignore_label = 255);
+Sample load_sample(const SamplePaths& paths, int width, int height, bool flip, int num_classes,
+                   int64_t ignore_label = 255);
 
 }  // namespace iidm

@@ -8,9 +8,9 @@
 namespace iidm {
 
 const std::vector<std::string> kLandscapeClasses{
-    "mountain", "sky",  "water", "sea",   "rock",   "tree",  "earth", "hill",  "river", "sand",
-    "land",     "building", "grass", "plant", "person", "boat", "waterfall", "wall", "pier", "path",
-    "lake",     "bridge", "field", "road",  "railing", "fence", "ship", "house", "other"};
+    "mountain", "sky",      "water", "sea",   "rock",    "tree",  "earth",     "hill",  "river", "sand",
+    "land",     "building", "grass", "plant", "person",  "boat",  "waterfall", "wall",  "pier",  "path",
+    "lake",     "bridge",   "field", "road",  "railing", "fence", "ship",      "house", "other"};
 
 namespace {
 
@@ -23,7 +23,9 @@ bool chance(Rng& rng, double p) { return uniform(rng, 0, 1) < p; }
 cv::Vec3f rgb(double r, double g, double b) {
   return cv::Vec3f(static_cast<float>(r / 255), static_cast<float>(g / 255), static_cast<float>(b / 255));
 }
-cv::Vec3f mix(const cv::Vec3f& a, const cv::Vec3f& b, double t) { return a * static_cast<float>(1 - t) + b * static_cast<float>(t); }
+cv::Vec3f mix(const cv::Vec3f& a, const cv::Vec3f& b, double t) {
+  return a * static_cast<float>(1 - t) + b * static_cast<float>(t);
+}
 cv::Vec3f jitter(const cv::Vec3f& c, Rng& rng, double amount) {
   cv::Vec3f out = c;
   for (int i = 0; i < 3; ++i) out[i] = static_cast<float>(std::clamp(c[i] + uniform(rng, -amount, amount), 0.0, 1.0));
@@ -62,7 +64,8 @@ std::vector<double> ridge(Rng& rng, int width, double base, double amplitude, do
   h[n] = uniform(rng, -1, 1);
   double spread = 1.0;
   for (int step = n; step > 1; step /= 2) {
-    for (int i = step / 2; i < n; i += step) h[i] = 0.5 * (h[i - step / 2] + h[i + step / 2]) + uniform(rng, -spread, spread);
+    for (int i = step / 2; i < n; i += step)
+      h[i] = 0.5 * (h[i - step / 2] + h[i + step / 2]) + uniform(rng, -spread, spread);
     spread *= roughness;
   }
   double lo = *std::min_element(h.begin(), h.end()), hi = *std::max_element(h.begin(), h.end());
@@ -81,32 +84,73 @@ struct Palette {
 Palette make_palette(Rng& rng, const LandscapeStyle& s) {
   Palette p;
   if (s.time_of_day == "day") {
-    p.sky_top = rgb(40, 100, 200); p.sky_horizon = rgb(170, 205, 240); p.sun = rgb(255, 250, 230);
-    p.cloud = rgb(250, 250, 252); p.light = rgb(255, 255, 250); p.haze = 0.45;
+    p.sky_top = rgb(40, 100, 200);
+    p.sky_horizon = rgb(170, 205, 240);
+    p.sun = rgb(255, 250, 230);
+    p.cloud = rgb(250, 250, 252);
+    p.light = rgb(255, 255, 250);
+    p.haze = 0.45;
   } else if (s.time_of_day == "golden") {
-    p.sky_top = rgb(70, 110, 180); p.sky_horizon = rgb(250, 200, 130); p.sun = rgb(255, 220, 150);
-    p.cloud = rgb(255, 215, 170); p.light = rgb(255, 225, 180); p.haze = 0.5;
+    p.sky_top = rgb(70, 110, 180);
+    p.sky_horizon = rgb(250, 200, 130);
+    p.sun = rgb(255, 220, 150);
+    p.cloud = rgb(255, 215, 170);
+    p.light = rgb(255, 225, 180);
+    p.haze = 0.5;
   } else if (s.time_of_day == "sunset") {
-    p.sky_top = rgb(70, 50, 120); p.sky_horizon = rgb(250, 120, 60); p.sun = rgb(255, 170, 80);
-    p.cloud = rgb(230, 110, 110); p.light = rgb(240, 150, 110); p.brightness = 0.8; p.haze = 0.55;
+    p.sky_top = rgb(70, 50, 120);
+    p.sky_horizon = rgb(250, 120, 60);
+    p.sun = rgb(255, 170, 80);
+    p.cloud = rgb(230, 110, 110);
+    p.light = rgb(240, 150, 110);
+    p.brightness = 0.8;
+    p.haze = 0.55;
   } else if (s.time_of_day == "dusk") {
-    p.sky_top = rgb(25, 30, 80); p.sky_horizon = rgb(150, 100, 140); p.sun = rgb(220, 150, 150);
-    p.cloud = rgb(120, 90, 120); p.light = rgb(150, 130, 170); p.brightness = 0.55; p.haze = 0.5;
+    p.sky_top = rgb(25, 30, 80);
+    p.sky_horizon = rgb(150, 100, 140);
+    p.sun = rgb(220, 150, 150);
+    p.cloud = rgb(120, 90, 120);
+    p.light = rgb(150, 130, 170);
+    p.brightness = 0.55;
+    p.haze = 0.5;
   } else if (s.time_of_day == "night") {
-    p.sky_top = rgb(5, 8, 25); p.sky_horizon = rgb(30, 40, 80); p.sun = rgb(230, 230, 210);
-    p.cloud = rgb(50, 55, 75); p.light = rgb(90, 100, 150); p.brightness = 0.35; p.haze = 0.3; p.stars = true;
+    p.sky_top = rgb(5, 8, 25);
+    p.sky_horizon = rgb(30, 40, 80);
+    p.sun = rgb(230, 230, 210);
+    p.cloud = rgb(50, 55, 75);
+    p.light = rgb(90, 100, 150);
+    p.brightness = 0.35;
+    p.haze = 0.3;
+    p.stars = true;
   } else {  // overcast
-    p.sky_top = rgb(130, 135, 145); p.sky_horizon = rgb(190, 192, 195); p.sun = rgb(200, 200, 200);
-    p.cloud = rgb(170, 172, 178); p.light = rgb(200, 205, 210); p.brightness = 0.8; p.haze = 0.6;
+    p.sky_top = rgb(130, 135, 145);
+    p.sky_horizon = rgb(190, 192, 195);
+    p.sun = rgb(200, 200, 200);
+    p.cloud = rgb(170, 172, 178);
+    p.light = rgb(200, 205, 210);
+    p.brightness = 0.8;
+    p.haze = 0.6;
   }
   if (s.season == "spring") {
-    p.grass = rgb(110, 180, 70); p.field = rgb(200, 200, 90); p.tree = rgb(80, 150, 60); p.tree_dark = rgb(40, 90, 40);
+    p.grass = rgb(110, 180, 70);
+    p.field = rgb(200, 200, 90);
+    p.tree = rgb(80, 150, 60);
+    p.tree_dark = rgb(40, 90, 40);
   } else if (s.season == "summer") {
-    p.grass = rgb(70, 140, 50); p.field = rgb(210, 180, 80); p.tree = rgb(40, 110, 40); p.tree_dark = rgb(20, 70, 30);
+    p.grass = rgb(70, 140, 50);
+    p.field = rgb(210, 180, 80);
+    p.tree = rgb(40, 110, 40);
+    p.tree_dark = rgb(20, 70, 30);
   } else if (s.season == "autumn") {
-    p.grass = rgb(150, 140, 60); p.field = rgb(190, 130, 60); p.tree = rgb(210, 110, 30); p.tree_dark = rgb(140, 60, 25);
+    p.grass = rgb(150, 140, 60);
+    p.field = rgb(190, 130, 60);
+    p.tree = rgb(210, 110, 30);
+    p.tree_dark = rgb(140, 60, 25);
   } else {  // winter: snow on the ground, bare dark trees
-    p.grass = rgb(225, 230, 238); p.field = rgb(235, 238, 245); p.tree = rgb(70, 80, 70); p.tree_dark = rgb(40, 45, 45);
+    p.grass = rgb(225, 230, 238);
+    p.field = rgb(235, 238, 245);
+    p.tree = rgb(70, 80, 70);
+    p.tree_dark = rgb(40, 45, 45);
   }
   p.earth = rgb(120, 90, 60);
   p.sand = rgb(220, 200, 150);
@@ -115,12 +159,14 @@ Palette make_palette(Rng& rng, const LandscapeStyle& s) {
   p.snow = rgb(245, 247, 252);
   p.water_tint = mix(rgb(30, 80, 110), rgb(40, 110, 100), uniform(rng, 0, 1));
   // Palette variety within a style.
-  for (cv::Vec3f* c : {&p.grass, &p.field, &p.tree, &p.mountain, &p.earth, &p.rock, &p.water_tint}) *c = jitter(*c, rng, 0.06);
+  for (cv::Vec3f* c : {&p.grass, &p.field, &p.tree, &p.mountain, &p.earth, &p.rock, &p.water_tint})
+    *c = jitter(*c, rng, 0.06);
   return p;
 }
 
 // Paints `color` (scaled by per-pixel `shade`) and `label` where `mask` is set.
-void paint(cv::Mat& image, cv::Mat& labels, const cv::Mat& mask, uint8_t label, const cv::Vec3f& color, const cv::Mat& shade) {
+void paint(cv::Mat& image, cv::Mat& labels, const cv::Mat& mask, uint8_t label, const cv::Vec3f& color,
+           const cv::Mat& shade) {
   for (int y = 0; y < image.rows; ++y) {
     const uint8_t* m = mask.ptr<uint8_t>(y);
     cv::Vec3f* px = image.ptr<cv::Vec3f>(y);
@@ -161,7 +207,8 @@ Landscape generate_landscape(uint64_t seed, int width, int height) {
   const double horizon = H * uniform(rng, 0.38, 0.62);
   const cv::Mat clouds = fractal_noise(rng, W, H, 4, 5);
   const double cloudiness = out.style.time_of_day == "overcast" ? uniform(rng, 0.5, 0.9) : uniform(rng, 0.0, 0.6);
-  const double sun_x = uniform(rng, 0.1, 0.9) * W, sun_y = horizon * uniform(rng, 0.25, 0.85), sun_r = uniform(rng, 0.02, 0.05) * W;
+  const double sun_x = uniform(rng, 0.1, 0.9) * W, sun_y = horizon * uniform(rng, 0.25, 0.85),
+               sun_r = uniform(rng, 0.02, 0.05) * W;
   for (int y = 0; y < H; ++y)
     for (int x = 0; x < W; ++x) {
       const double t = std::clamp(y / std::max(horizon, 1.0), 0.0, 1.0);
@@ -240,7 +287,8 @@ Landscape generate_landscape(uint64_t seed, int width, int height) {
     for (int y = std::max(top, 0); y < H; ++y) {
       cx += uniform(rng, -2.0, 2.0);
       const double half = 2 + (y - top) * uniform(rng, 0.25, 0.35);
-      cv::line(river, cv::Point(static_cast<int>(cx - half), y), cv::Point(static_cast<int>(cx + half), y), cv::Scalar(1));
+      cv::line(river, cv::Point(static_cast<int>(cx - half), y), cv::Point(static_cast<int>(cx + half), y),
+               cv::Scalar(1));
     }
     river &= region_below(ground_line, H);
     paint(img, labels, river, kRiver, mix(pal.sky_horizon, pal.water_tint, 0.6), shade_noise(48, 0.85, 1.1));
@@ -255,13 +303,16 @@ Landscape generate_landscape(uint64_t seed, int width, int height) {
     const double size = H * (0.05 + 0.2 * depth * depth) * uniform(rng, 0.7, 1.3);
     cv::Mat mask = cv::Mat::zeros(H, W, CV_8U);
     if (chance(rng, 0.5)) {
-      std::vector<cv::Point> tri{{x, static_cast<int>(base - size)}, {static_cast<int>(x - size * 0.3), base},
+      std::vector<cv::Point> tri{{x, static_cast<int>(base - size)},
+                                 {static_cast<int>(x - size * 0.3), base},
                                  {static_cast<int>(x + size * 0.3), base}};
       cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{tri}, cv::Scalar(1));
     } else {
-      cv::ellipse(mask, cv::Point(x, static_cast<int>(base - size * 0.55)), cv::Size(static_cast<int>(size * 0.35), static_cast<int>(size * 0.45)),
-                  0, 0, 360, cv::Scalar(1), cv::FILLED);
-      cv::line(mask, cv::Point(x, static_cast<int>(base - size * 0.2)), cv::Point(x, base), cv::Scalar(1), std::max(1, static_cast<int>(size * 0.06)));
+      cv::ellipse(mask, cv::Point(x, static_cast<int>(base - size * 0.55)),
+                  cv::Size(static_cast<int>(size * 0.35), static_cast<int>(size * 0.45)), 0, 0, 360, cv::Scalar(1),
+                  cv::FILLED);
+      cv::line(mask, cv::Point(x, static_cast<int>(base - size * 0.2)), cv::Point(x, base), cv::Scalar(1),
+               std::max(1, static_cast<int>(size * 0.06)));
     }
     paint(img, labels, mask, kTree, mix(pal.tree_dark, pal.tree, uniform(rng, 0.2, 1.0)), shade_noise(40, 0.7, 1.15));
   }

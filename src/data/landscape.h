@@ -13,10 +13,35 @@ namespace iidm {
 // The 29 classes of the 2023 Jittor landscape track, value = index.
 extern const std::vector<std::string> kLandscapeClasses;
 enum LandscapeClass : uint8_t {
-  kMountain = 0, kSky = 1, kWater = 2, kSea = 3, kRock = 4, kTree = 5, kEarth = 6, kHill = 7, kRiver = 8,
-  kSand = 9, kLand = 10, kBuilding = 11, kGrass = 12, kPlant = 13, kPerson = 14, kBoat = 15, kWaterfall = 16,
-  kWall = 17, kPier = 18, kPath = 19, kLake = 20, kBridge = 21, kField = 22, kRoad = 23, kRailing = 24,
-  kFence = 25, kShip = 26, kHouse = 27, kOther = 28
+  kMountain = 0,
+  kSky = 1,
+  kWater = 2,
+  kSea = 3,
+  kRock = 4,
+  kTree = 5,
+  kEarth = 6,
+  kHill = 7,
+  kRiver = 8,
+  kSand = 9,
+  kLand = 10,
+  kBuilding = 11,
+  kGrass = 12,
+  kPlant = 13,
+  kPerson = 14,
+  kBoat = 15,
+  kWaterfall = 16,
+  kWall = 17,
+  kPier = 18,
+  kPath = 19,
+  kLake = 20,
+  kBridge = 21,
+  kField = 22,
+  kRoad = 23,
+  kRailing = 24,
+  kFence = 25,
+  kShip = 26,
+  kHouse = 27,
+  kOther = 28
 };
 
 struct LandscapeStyle {

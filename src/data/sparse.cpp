@@ -23,8 +23,10 @@ torch::Tensor classwise_sparse_mask(const torch::Tensor& labels, const SparseMas
     // A smooth pattern of this class's own: a coarse random grid, bilinearly upsampled, plus a
     // little fine noise to break ties; the class's pixels with the lowest values are removed.
     torch::Tensor grid = torch::rand({1, 1, gh + 1, gw + 1}, generator);
-    torch::Tensor field = torch::nn::functional::interpolate(
-        grid, torch::nn::functional::InterpolateFuncOptions().size(std::vector<int64_t>{H, W}).mode(torch::kBilinear).align_corners(true));
+    torch::Tensor field = torch::nn::functional::interpolate(grid, torch::nn::functional::InterpolateFuncOptions()
+                                                                       .size(std::vector<int64_t>{H, W})
+                                                                       .mode(torch::kBilinear)
+                                                                       .align_corners(true));
     field = field.view({-1}) + 1e-3 * torch::rand({H * W}, generator);
     torch::Tensor where = (flat == c).nonzero().view({-1});
     const int64_t k = std::llround(o.share * where.size(0));

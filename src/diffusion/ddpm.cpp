@@ -5,9 +5,10 @@ namespace iidm {
 using torch::Tensor;
 
 StepResult ddpm_step(const GaussianDiffusion& diffusion, const ModelFn& model, const Tensor& x, const Tensor& index,
-                     bool clip_denoised, const Tensor& noise,
-                     const std::function<Tensor(const Tensor&)>& denoised_fn, PMeanVariance* out) {
-  PMeanVariance p = diffusion.p_mean_variance(diffusion.call_model(model, x, index), x, index, clip_denoised, denoised_fn);
+                     bool clip_denoised, const Tensor& noise, const std::function<Tensor(const Tensor&)>& denoised_fn,
+                     PMeanVariance* out) {
+  PMeanVariance p =
+      diffusion.p_mean_variance(diffusion.call_model(model, x, index), x, index, clip_denoised, denoised_fn);
   // No noise is added at index 0.
   Tensor nonzero = (index != 0).to(x.dtype()).view({-1, 1, 1, 1}).to(x.device());
   Tensor sample = noise.defined() ? p.mean + nonzero * torch::exp(0.5 * p.log_variance) * noise : p.mean;
@@ -22,7 +23,8 @@ class DDPMSampler : public Sampler {
   Tensor sample(const GaussianDiffusion& diffusion, const ModelFn& model, Tensor x,
                 const SampleOptions& o) const override {
     const int first = o.first_index < 0 ? diffusion.num_steps() - 1 : o.first_index;
-    TORCH_CHECK(first < diffusion.num_steps(), "ddpm: first index ", first, " beyond the chain of ", diffusion.num_steps());
+    TORCH_CHECK(first < diffusion.num_steps(), "ddpm: first index ", first, " beyond the chain of ",
+                diffusion.num_steps());
     torch::NoGradGuard no_grad;
     for (int i = first; i >= 0; --i) {
       Tensor index = torch::full({x.size(0)}, i, torch::kInt64);

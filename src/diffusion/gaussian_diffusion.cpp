@@ -34,9 +34,10 @@ Tensor table(const std::vector<double>& v) {
 
 GaussianDiffusion::GaussianDiffusion(const DiffusionConfig& config) : config_(config) {
   config_.validate();
-  const std::vector<double> base = config_.noise_schedule == "ldm_linear"
-                                       ? ldm_linear_beta_schedule(config_.steps, config_.linear_start, config_.linear_end)
-                                       : guided_beta_schedule(config_.noise_schedule, config_.steps);
+  const std::vector<double> base =
+      config_.noise_schedule == "ldm_linear"
+          ? ldm_linear_beta_schedule(config_.steps, config_.linear_start, config_.linear_end)
+          : guided_beta_schedule(config_.noise_schedule, config_.steps);
   // Respacing keeps the cumulative alphas at the kept timesteps and derives new betas from them
   // (SpacedDiffusion).
   const std::vector<int> keep = space_timesteps(config_.steps, config_.timestep_respacing);
@@ -139,7 +140,8 @@ Tensor GaussianDiffusion::predict_xstart_from_eps(const Tensor& xt, const Tensor
 }
 
 Tensor GaussianDiffusion::predict_eps_from_xstart(const Tensor& xt, const Tensor& index, const Tensor& x0) const {
-  return (extract(t_sqrt_recip_alphas_cumprod, index, xt) * xt - x0) / extract(t_sqrt_recipm1_alphas_cumprod, index, xt);
+  return (extract(t_sqrt_recip_alphas_cumprod, index, xt) * xt - x0) /
+         extract(t_sqrt_recipm1_alphas_cumprod, index, xt);
 }
 
 PMeanVariance GaussianDiffusion::p_mean_variance(const Tensor& model_output, const Tensor& x, const Tensor& index,
@@ -168,7 +170,8 @@ PMeanVariance GaussianDiffusion::p_mean_variance(const Tensor& model_output, con
                 model_output.size(1));
     const bool large = var_type == VarType::kFixedLarge;
     variance = extract(large ? t_fixed_large_variance : t_posterior_variance, index, x).expand_as(x);
-    log_variance = extract(large ? t_fixed_large_log_variance : t_posterior_log_variance_clipped, index, x).expand_as(x);
+    log_variance =
+        extract(large ? t_fixed_large_log_variance : t_posterior_log_variance_clipped, index, x).expand_as(x);
   }
   auto process = [&](Tensor x0) {
     if (denoised_fn) x0 = denoised_fn(x0);
@@ -177,8 +180,8 @@ PMeanVariance GaussianDiffusion::p_mean_variance(const Tensor& model_output, con
   Tensor pred_xstart, mean;
   switch (config_.mean_type()) {
     case MeanType::kPreviousX: {
-      pred_xstart = process((output - extract(t_posterior_mean_coef2, index, x) * x) /
-                            extract(t_posterior_mean_coef1, index, x));
+      pred_xstart =
+          process((output - extract(t_posterior_mean_coef2, index, x) * x) / extract(t_posterior_mean_coef1, index, x));
       mean = output;
       break;
     }
@@ -195,7 +198,8 @@ PMeanVariance GaussianDiffusion::p_mean_variance(const Tensor& model_output, con
 }
 
 Tensor normal_kl(const Tensor& mean1, const Tensor& logvar1, const Tensor& mean2, const Tensor& logvar2) {
-  return 0.5 * (-1.0 + logvar2 - logvar1 + torch::exp(logvar1 - logvar2) + (mean1 - mean2).pow(2) * torch::exp(-logvar2));
+  return 0.5 *
+         (-1.0 + logvar2 - logvar1 + torch::exp(logvar1 - logvar2) + (mean1 - mean2).pow(2) * torch::exp(-logvar2));
 }
 
 namespace {
@@ -255,9 +259,15 @@ LossTerms GaussianDiffusion::training_losses(const ModelFn& model, const Tensor&
   }
   Tensor target;
   switch (config_.mean_type()) {
-    case MeanType::kEpsilon: target = noise; break;
-    case MeanType::kStartX: target = x0; break;
-    case MeanType::kPreviousX: target = q_posterior(x0, xt, index).mean; break;
+    case MeanType::kEpsilon:
+      target = noise;
+      break;
+    case MeanType::kStartX:
+      target = x0;
+      break;
+    case MeanType::kPreviousX:
+      target = q_posterior(x0, xt, index).mean;
+      break;
   }
   std::vector<int64_t> dims;
   for (int64_t d = 1; d < x0.dim(); ++d) dims.push_back(d);

@@ -20,9 +20,9 @@ enum class LossKind { kMse, kRescaledMse, kKl, kRescaledKl };
 // create_gaussian_diffusion's arguments.
 struct DiffusionConfig {
   int steps = 1000;
-  std::string noise_schedule = "linear";  // linear | cosine | ldm_linear
+  std::string noise_schedule = "linear";              // linear | cosine | ldm_linear
   double linear_start = 0.0015, linear_end = 0.0195;  // ldm_linear only
-  std::string timestep_respacing;  // "" (all), "ddimN", "a,b,c"
+  std::string timestep_respacing;                     // "" (all), "ddimN", "a,b,c"
   bool learn_sigma = true;
   bool sigma_small = false;
   bool predict_xstart = false;
@@ -96,15 +96,17 @@ class GaussianDiffusion {
   Posterior q_posterior(const torch::Tensor& x_start, const torch::Tensor& x_t, const torch::Tensor& index) const;
   // p(x_{t-1} | x_t) from a model output. `denoised_fn` (optional) maps the x0 prediction before
   // clipping.
-  PMeanVariance p_mean_variance(const torch::Tensor& model_output, const torch::Tensor& x,
-                                const torch::Tensor& index, bool clip_denoised,
+  PMeanVariance p_mean_variance(const torch::Tensor& model_output, const torch::Tensor& x, const torch::Tensor& index,
+                                bool clip_denoised,
                                 const std::function<torch::Tensor(const torch::Tensor&)>& denoised_fn = {}) const;
-  torch::Tensor predict_xstart_from_eps(const torch::Tensor& x_t, const torch::Tensor& index, const torch::Tensor& eps) const;
-  torch::Tensor predict_eps_from_xstart(const torch::Tensor& x_t, const torch::Tensor& index, const torch::Tensor& x0) const;
+  torch::Tensor predict_xstart_from_eps(const torch::Tensor& x_t, const torch::Tensor& index,
+                                        const torch::Tensor& eps) const;
+  torch::Tensor predict_eps_from_xstart(const torch::Tensor& x_t, const torch::Tensor& index,
+                                        const torch::Tensor& x0) const;
 
   // The VLB term in bits per dimension [N]: decoder NLL at index 0, KL(q || p) elsewhere.
-  torch::Tensor vb_terms_bpd(const torch::Tensor& model_output, const torch::Tensor& x_start,
-                             const torch::Tensor& x_t, const torch::Tensor& index, bool clip_denoised) const;
+  torch::Tensor vb_terms_bpd(const torch::Tensor& model_output, const torch::Tensor& x_start, const torch::Tensor& x_t,
+                             const torch::Tensor& index, bool clip_denoised) const;
   // The hybrid loss of improved DDPM / SDM: mse on the mean prediction + vb for the variance
   // (mean stopped), per sample. `noise` as in q_sample.
   LossTerms training_losses(const ModelFn& model, const torch::Tensor& x_start, const torch::Tensor& index,
@@ -116,9 +118,9 @@ class GaussianDiffusion {
 
   // float64 CPU tables
   torch::Tensor t_betas, t_log_betas, t_alphas_cumprod, t_alphas_cumprod_prev, t_sqrt_alphas_cumprod,
-      t_sqrt_one_minus_alphas_cumprod, t_sqrt_recip_alphas_cumprod, t_sqrt_recipm1_alphas_cumprod,
-      t_posterior_variance, t_posterior_log_variance_clipped, t_posterior_mean_coef1, t_posterior_mean_coef2,
-      t_fixed_large_variance, t_fixed_large_log_variance;
+      t_sqrt_one_minus_alphas_cumprod, t_sqrt_recip_alphas_cumprod, t_sqrt_recipm1_alphas_cumprod, t_posterior_variance,
+      t_posterior_log_variance_clipped, t_posterior_mean_coef1, t_posterior_mean_coef2, t_fixed_large_variance,
+      t_fixed_large_log_variance;
 
  private:
   DiffusionConfig config_;

@@ -2,8 +2,7 @@
 
 namespace iidm {
 
-torch::Tensor apply_guidance(const torch::Tensor& cond_out, const torch::Tensor& uncond_out, double scale,
-                             int64_t C) {
+torch::Tensor apply_guidance(const torch::Tensor& cond_out, const torch::Tensor& uncond_out, double scale, int64_t C) {
   TORCH_CHECK(cond_out.sizes() == uncond_out.sizes(), "guidance: cond ", cond_out.sizes(), " vs uncond ",
               uncond_out.sizes());
   TORCH_CHECK(C > 0 && C <= cond_out.size(1), "guidance: ", C, " prediction channels of ", cond_out.size(1));

@@ -17,9 +17,12 @@ SamplerKind parse_sampler(const std::string& name) {
 
 std::string to_string(SamplerKind kind) {
   switch (kind) {
-    case SamplerKind::kDdpm: return "ddpm";
-    case SamplerKind::kDdim: return "ddim";
-    case SamplerKind::kDpmSolver2M: return "dpm++2m";
+    case SamplerKind::kDdpm:
+      return "ddpm";
+    case SamplerKind::kDdim:
+      return "ddim";
+    case SamplerKind::kDpmSolver2M:
+      return "dpm++2m";
   }
   fail("sampler: invalid kind {}", static_cast<int>(kind));
 }
@@ -33,9 +36,12 @@ ClipDenoised parse_clip_denoised(const std::string& text) {
 
 std::string to_string(ClipDenoised clip) {
   switch (clip) {
-    case ClipDenoised::kAuto: return "auto";
-    case ClipDenoised::kAlways: return "true";
-    case ClipDenoised::kNever: return "false";
+    case ClipDenoised::kAuto:
+      return "auto";
+    case ClipDenoised::kAlways:
+      return "true";
+    case ClipDenoised::kNever:
+      return "false";
   }
   fail("clip_denoised: invalid value {}", static_cast<int>(clip));
 }
@@ -46,9 +52,12 @@ bool resolve_clip_denoised(ClipDenoised clip, bool latent_space) {
 
 std::unique_ptr<Sampler> make_sampler(SamplerKind kind) {
   switch (kind) {
-    case SamplerKind::kDdpm: return make_ddpm_sampler();
-    case SamplerKind::kDdim: return make_ddim_sampler();
-    case SamplerKind::kDpmSolver2M: return make_dpm_solver_sampler();
+    case SamplerKind::kDdpm:
+      return make_ddpm_sampler();
+    case SamplerKind::kDdim:
+      return make_ddim_sampler();
+    case SamplerKind::kDpmSolver2M:
+      return make_dpm_solver_sampler();
   }
   fail("sampler: invalid kind {}", static_cast<int>(kind));
 }

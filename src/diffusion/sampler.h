@@ -17,9 +17,9 @@ struct StepResult {
 };
 
 struct SampleOptions {
-  int first_index = -1;        // respaced index of the first step; -1 = K-1 (start from pure noise)
-  bool clip_denoised = true;   // clamp x0 predictions to [-1, 1] (pixel space; not for latents)
-  double eta = 0.0;            // DDIM only: 0 is deterministic, 1 is DDPM-like
+  int first_index = -1;       // respaced index of the first step; -1 = K-1 (start from pure noise)
+  bool clip_denoised = true;  // clamp x0 predictions to [-1, 1] (pixel space; not for latents)
+  double eta = 0.0;           // DDIM only: 0 is deterministic, 1 is DDPM-like
   // CPU generators for the step noise: none (global RNG), one for the whole batch, or one per
   // batch item, so an image's noise does not depend on which other images share its batch.
   std::vector<at::Generator> generators;

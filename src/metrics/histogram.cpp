@@ -8,7 +8,8 @@ namespace iidm {
 
 namespace {
 torch::Tensor histogram(const torch::Tensor& image, int bins) {
-  if (image.dim() != 3 || image.size(0) != 3) fail("colour histogram: expected a [3, H, W] image, got {}", fmt::join(image.sizes(), "x"));
+  if (image.dim() != 3 || image.size(0) != 3)
+    fail("colour histogram: expected a [3, H, W] image, got {}", fmt::join(image.sizes(), "x"));
   std::vector<torch::Tensor> parts;
   for (int c = 0; c < 3; ++c) {
     torch::Tensor h = torch::histc(image[c].to(torch::kFloat32).contiguous(), bins, -1.0, 1.0);

@@ -50,14 +50,22 @@ class CaseRunner {
       config.erase("kind");
       config.erase("note");
       const std::string& kind = result_.kind;
-      if (kind == "sdm_unet") run_unet(config);
-      else if (kind == "autoencoder_kl" || kind == "autoencoder_vq") run_autoencoder(config, kind);
-      else if (kind == "gaussian_diffusion") run_diffusion(config);
-      else if (kind == "schedules") run_schedules();
-      else if (kind == "color_transfer") run_color_transfer(config);
-      else if (kind == "frechet_distance") run_frechet();
-      else if (kind == "keys") run_keys(config);
-      else fail("{}: unknown case kind '{}'", dir_, kind);
+      if (kind == "sdm_unet")
+        run_unet(config);
+      else if (kind == "autoencoder_kl" || kind == "autoencoder_vq")
+        run_autoencoder(config, kind);
+      else if (kind == "gaussian_diffusion")
+        run_diffusion(config);
+      else if (kind == "schedules")
+        run_schedules();
+      else if (kind == "color_transfer")
+        run_color_transfer(config);
+      else if (kind == "frechet_distance")
+        run_frechet();
+      else if (kind == "keys")
+        run_keys(config);
+      else
+        fail("{}: unknown case kind '{}'", dir_, kind);
     } catch (const std::exception& e) {
       result_.error = e.what();
     }
@@ -111,8 +119,9 @@ class CaseRunner {
     const bool has_instance = io().contains("instance");
     // Our one-hot (+ edge map) from the integer maps must equal the reference's y.
     if (io().contains("label"))
-      compare("y", one_hot_labels(ref("label"), has_instance ? classes - 1 : classes, 255,
-                                  has_instance ? ref("instance") : Tensor()),
+      compare("y",
+              one_hot_labels(ref("label"), has_instance ? classes - 1 : classes, 255,
+                             has_instance ? ref("instance") : Tensor()),
               0.0);
     torch::NoGradGuard no_grad;
     Tensor x = ref("x").to(device_), t = ref("t").to(device_), y = ref("y").to(device_);
@@ -226,7 +235,8 @@ class CaseRunner {
       GaussianDiffusion chain(full);
       // The training loss sees the conditional model alone, as train-unet does.
       ModelFn cond = [&](const Tensor& x, const Tensor& t) { return model->forward(x, t, y); };
-      LossTerms terms = chain.training_losses(cond, ref("loss_x0").to(device_), ref("loss_t"), ref("loss_noise").to(device_));
+      LossTerms terms =
+          chain.training_losses(cond, ref("loss_x0").to(device_), ref("loss_t"), ref("loss_noise").to(device_));
       compare("loss_mse", terms.mse, kTolSingleEval);
       compare("loss_vb", terms.vb, kTolSingleEval);
       compare("loss_total", terms.loss, kTolSingleEval);
@@ -237,12 +247,16 @@ class CaseRunner {
     for (const auto& name : io().names()) {
       auto number_after = [&](const std::string& prefix) { return std::stoi(name.substr(prefix.size())); };
       if (name.rfind("guided_linear_", 0) == 0) {
-        compare(name, torch::tensor(guided_beta_schedule("linear", number_after("guided_linear_")), torch::kFloat64), kTolTables);
+        compare(name, torch::tensor(guided_beta_schedule("linear", number_after("guided_linear_")), torch::kFloat64),
+                kTolTables);
       } else if (name.rfind("guided_cosine_", 0) == 0) {
-        compare(name, torch::tensor(guided_beta_schedule("cosine", number_after("guided_cosine_")), torch::kFloat64), kTolTables);
+        compare(name, torch::tensor(guided_beta_schedule("cosine", number_after("guided_cosine_")), torch::kFloat64),
+                kTolTables);
       } else if (name.rfind("ldm_linear_", 0) == 0) {
         // The reference note: linspace(sqrt(0.0015), sqrt(0.0205))^2.
-        compare(name, torch::tensor(ldm_linear_beta_schedule(number_after("ldm_linear_"), 0.0015, 0.0205), torch::kFloat64), kTolTables);
+        compare(name,
+                torch::tensor(ldm_linear_beta_schedule(number_after("ldm_linear_"), 0.0015, 0.0205), torch::kFloat64),
+                kTolTables);
       } else if (name.rfind("space_", 0) == 0) {
         std::string spec = name.substr(6);
         std::replace(spec.begin(), spec.end(), '_', ',');
@@ -332,9 +346,11 @@ class CaseRunner {
       for (auto s : shape) n *= s;
       expected_params += n;
       auto it = ours.find(item.key());
-      if (it == ours.end()) problems.push_back("missing " + item.key());
+      if (it == ours.end())
+        problems.push_back("missing " + item.key());
       else if (it->second != shape)
-        problems.push_back(fmt::format("{}: ours [{}] vs [{}]", item.key(), fmt::join(it->second, ","), fmt::join(shape, ",")));
+        problems.push_back(
+            fmt::format("{}: ours [{}] vs [{}]", item.key(), fmt::join(it->second, ","), fmt::join(shape, ",")));
     }
     for (const auto& [key, shape] : ours)
       if (!expected.contains(key)) problems.push_back("unexpected " + key);
@@ -386,9 +402,9 @@ ParityCheck compare_per_item(const std::string& name, const Tensor& ours_in, con
       check.max_error = error;
       check.tolerance = tolerance;
     }
-    check.detail += fmt::format("\n      item {}: max|err| {:.4g} tol {:.4g}{}{}", n, error, tolerance,
-                                static_cast<size_t>(n) < item_notes.size() ? "  " + item_notes[n] : "",
-                                ok ? "" : "  FAIL");
+    check.detail +=
+        fmt::format("\n      item {}: max|err| {:.4g} tol {:.4g}{}{}", n, error, tolerance,
+                    static_cast<size_t>(n) < item_notes.size() ? "  " + item_notes[n] : "", ok ? "" : "  FAIL");
   }
   check.detail = "per item (worst shown)" + check.detail;
   return check;

@@ -17,8 +17,8 @@ struct EnsembleMember {
 };
 
 struct GuidanceOptions {
-  double scale = 1.0;        // s >= 0; 1 = conditional only (one pass), 0 = unconditional only (guidance.h)
-  bool batched = true;       // cond and uncond in one forward of batch 2N (false: two passes, as the references)
+  double scale = 1.0;   // s >= 0; 1 = conditional only (one pass), 0 = unconditional only (guidance.h)
+  bool batched = true;  // cond and uncond in one forward of batch 2N (false: two passes, as the references)
 };
 
 class Denoiser {
@@ -36,7 +36,8 @@ class Denoiser {
   int forwards_per_call() const;
 
  private:
-  torch::Tensor run_member(EnsembleMember& member, const torch::Tensor& x, const torch::Tensor& t, const torch::Tensor& y);
+  torch::Tensor run_member(EnsembleMember& member, const torch::Tensor& x, const torch::Tensor& t,
+                           const torch::Tensor& y);
 
   std::vector<EnsembleMember> members_;
   GuidanceOptions guidance_;

@@ -7,11 +7,11 @@
 
 namespace iidm {
 
-void average_checkpoints(const std::vector<std::string>& inputs, std::vector<double> weights, const std::string& output) {
+void average_checkpoints(const std::vector<std::string>& inputs, std::vector<double> weights,
+                         const std::string& output) {
   if (inputs.size() < 2) fail("average: need at least two checkpoints, got {}", inputs.size());
   if (weights.empty()) weights.assign(inputs.size(), 1.0);
-  if (weights.size() != inputs.size())
-    fail("average: {} weights for {} checkpoints", weights.size(), inputs.size());
+  if (weights.size() != inputs.size()) fail("average: {} weights for {} checkpoints", weights.size(), inputs.size());
   double total = 0;
   for (double w : weights) {
     if (!(w >= 0) || !std::isfinite(w)) fail("average: weights must be finite and non-negative, got {}", w);

@@ -38,8 +38,8 @@ void validate_ensemble_weights(const std::vector<double>& weights, size_t unets)
 
 }  // namespace
 
-Pipeline::Pipeline(ModelConfig config, std::vector<UNetModel> unets, std::vector<double> weights, Autoencoder autoencoder,
-                   PipelineOptions options)
+Pipeline::Pipeline(ModelConfig config, std::vector<UNetModel> unets, std::vector<double> weights,
+                   Autoencoder autoencoder, PipelineOptions options)
     : config_(std::move(config)),
       unets_(std::move(unets)),
       weights_(std::move(weights)),
@@ -98,7 +98,9 @@ Tensor Pipeline::encode(const Tensor& images) {
 
 Tensor Pipeline::decode(const Tensor& latents) {
   torch::NoGradGuard no_grad;
-  return autoencoder_->decode(latents.to(options_.precision).contiguous(memory_format())).to(torch::kFloat32).contiguous();
+  return autoencoder_->decode(latents.to(options_.precision).contiguous(memory_format()))
+      .to(torch::kFloat32)
+      .contiguous();
 }
 
 const GaussianDiffusion& Pipeline::chain(const std::string& respacing) {
@@ -126,19 +128,20 @@ int64_t Pipeline::denoising_steps(const std::vector<Stage>& stages) const {
   check_stages(stages);
   int64_t total = 0;
   for (const auto& stage : stages)
-    total += plan_stage(stage, static_cast<int>(space_timesteps(config_.diffusion.steps, stage.respacing).size())).steps;
+    total +=
+        plan_stage(stage, static_cast<int>(space_timesteps(config_.diffusion.steps, stage.respacing).size())).steps;
   return total;
 }
 
 struct Pipeline::Batch {
-  int64_t size = 0, height = 0, width = 0;  // B and the output H, W
+  int64_t size = 0, height = 0, width = 0;      // B and the output H, W
   int64_t latent_height = 0, latent_width = 0;  // h, w: where the sampler works
   bool has_start = false, editing = false;
-  Tensor y;             // [B, L, h, w] one-hot labels (+ edge channel) on the device
-  Tensor original;      // [B, 3, H, W] the start / reference images (pixels, CPU), if any
-  Tensor pixel_mask;    // [B, 1, H, W] editing: 1 = regenerate
-  Tensor denoise_mask;  // [B, 1, h, w] the same at the denoising resolution, on the device
-  Tensor known;         // the image being edited, in the sampler's space, encoded once for all stages
+  Tensor y;                               // [B, L, h, w] one-hot labels (+ edge channel) on the device
+  Tensor original;                        // [B, 3, H, W] the start / reference images (pixels, CPU), if any
+  Tensor pixel_mask;                      // [B, 1, H, W] editing: 1 = regenerate
+  Tensor denoise_mask;                    // [B, 1, h, w] the same at the denoising resolution, on the device
+  Tensor known;                           // the image being edited, in the sampler's space, encoded once for all stages
   std::vector<at::Generator> generators;  // one per item, from its seed
   std::vector<EnsembleMember> members;
 };
@@ -157,7 +160,8 @@ Pipeline::Batch Pipeline::prepare_batch(const std::vector<GenerationItem>& items
   b.editing = items[0].edit_mask.defined();
   for (const auto& it : items) {
     if (it.labels.dim() != 2 || it.labels.size(0) != H || it.labels.size(1) != W)
-      fail("{}: label map is {} but the batch is {}x{}", it.name, fmt::format("{}", fmt::join(it.labels.sizes(), "x")), H, W);
+      fail("{}: label map is {} but the batch is {}x{}", it.name, fmt::format("{}", fmt::join(it.labels.sizes(), "x")),
+           H, W);
     if (it.start.defined() != b.has_start || it.edit_mask.defined() != b.editing)
       fail("{}: every item of a batch must have the same inputs (start image, edit mask)", it.name);
     if (b.has_start && (it.start.dim() != 3 || it.start.size(0) != 3 || it.start.size(1) != H || it.start.size(2) != W))
@@ -189,7 +193,8 @@ Pipeline::Batch Pipeline::prepare_batch(const std::vector<GenerationItem>& items
     b.pixel_mask = torch::stack(mask_list).unsqueeze(1);  // [B, 1, H, W]
     namespace F = torch::nn::functional;
     b.denoise_mask =
-        (F::interpolate(b.pixel_mask, F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kArea)) > 0)
+        (F::interpolate(b.pixel_mask, F::InterpolateFuncOptions().size(std::vector<int64_t>{h, w}).mode(torch::kArea)) >
+         0)
             .to(torch::kFloat32)
             .to(options_.device);
   }
@@ -247,9 +252,9 @@ Tensor Pipeline::run_stage(Batch& b, const Tensor& current_in, const Stage& stag
     // Known-region replacement: outside the mask the sample is the known image noised to the
     // level the chain has reached (index i-1 after step i; clean after the last step).
     so.after_step = [&](const Tensor& sample, int i) {
-      const Tensor known_t =
-          i > 0 ? chain.q_sample(b.known, torch::full({b.size}, i - 1, torch::kInt64), randn_like_on_cpu(b.known, b.generators))
-                : b.known;
+      const Tensor known_t = i > 0 ? chain.q_sample(b.known, torch::full({b.size}, i - 1, torch::kInt64),
+                                                    randn_like_on_cpu(b.known, b.generators))
+                                   : b.known;
       return b.denoise_mask * sample + (1 - b.denoise_mask) * known_t;
     };
   }

@@ -24,9 +24,9 @@ namespace iidm {
 struct PipelineOptions {
   torch::Device device = torch::kCPU;
   torch::ScalarType precision = torch::kFloat32;  // bf16 runs the networks in bfloat16 (sampler maths stays fp32)
-  bool channels_last = false;                      // NHWC convolutions (fastest with bf16 on AMX CPUs)
-  bool batched_guidance = true;                    // cond + uncond in one forward
-  int64_t ignore_label = 255;                      // "unlabelled" (sparse layouts): zero one-hot vector
+  bool channels_last = false;                     // NHWC convolutions (fastest with bf16 on AMX CPUs)
+  bool batched_guidance = true;                   // cond + uncond in one forward
+  int64_t ignore_label = 255;                     // "unlabelled" (sparse layouts): zero one-hot vector
 };
 
 // Files that make up a model: the config, one or more U-Net weights (per-step ensemble with
@@ -43,11 +43,11 @@ struct ModelFiles {
 
 // One image to generate. Tensors are on the CPU at the output resolution.
 struct GenerationItem {
-  std::string name;          // for messages
-  torch::Tensor labels;      // [H, W] int64 class ids (ignore_label = unlabelled)
-  torch::Tensor start;       // [3, H, W] in [-1, 1]: the style reference (IIDM) or the image to edit / refine
-  torch::Tensor edit_mask;   // optional [H, W] in {0, 1}: 1 = regenerate, 0 = keep `start`
-  torch::Tensor instance;    // optional [H, W] instance ids (models with an instance-edge channel)
+  std::string name;         // for messages
+  torch::Tensor labels;     // [H, W] int64 class ids (ignore_label = unlabelled)
+  torch::Tensor start;      // [3, H, W] in [-1, 1]: the style reference (IIDM) or the image to edit / refine
+  torch::Tensor edit_mask;  // optional [H, W] in {0, 1}: 1 = regenerate, 0 = keep `start`
+  torch::Tensor instance;   // optional [H, W] instance ids (models with an instance-edge channel)
   uint64_t seed = 0;
 };
 

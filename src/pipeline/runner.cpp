@@ -108,8 +108,7 @@ std::string GenerationRunner::check(const RunItem& item) const {
     if (labels.size(1) != options_.height || labels.size(2) != options_.width)
       return fmt::format("{}: label map is {}x{}, expected {}x{}", item.label_file, labels.size(2), labels.size(1),
                          options_.width, options_.height);
-    check_label_range(labels, pipeline_.config().unet.num_labels(), pipeline_.options().ignore_label,
-                      item.label_file);
+    check_label_range(labels, pipeline_.config().unet.num_labels(), pipeline_.options().ignore_label, item.label_file);
   } catch (const Error& e) {
     return e.what();
   }

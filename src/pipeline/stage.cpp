@@ -61,8 +61,10 @@ Json Stage::to_json() const {
          {"guidance", guidance},
          {"color_transfer", to_string(color_transfer)},
          {"clip_denoised", to_string(clip_denoised)}};
-  if (start_index >= 0) j["start_index"] = start_index;
-  else j["strength"] = strength;
+  if (start_index >= 0)
+    j["start_index"] = start_index;
+  else
+    j["strength"] = strength;
   return j;
 }
 

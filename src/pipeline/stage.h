@@ -23,7 +23,7 @@ struct Stage {
   double eta = 0.0;
   double guidance = 1.0;
   ColorTransfer color_transfer = ColorTransfer::kNone;  // applied before this stage (not before the first)
-  ClipDenoised clip_denoised = ClipDenoised::kAuto;    // resolved by the model's space (sampler.h)
+  ClipDenoised clip_denoised = ClipDenoised::kAuto;     // resolved by the model's space (sampler.h)
 
   // What can be checked without a model: strength, eta, guidance, the respacing's syntax.
   void validate_settings() const;

@@ -69,19 +69,27 @@ ColorTransfer parse_color_transfer(const std::string& name) {
 
 std::string to_string(ColorTransfer method) {
   switch (method) {
-    case ColorTransfer::kIidmLab: return "iidm-lab";
-    case ColorTransfer::kReinhard: return "reinhard";
-    case ColorTransfer::kHistogram: return "histogram";
-    default: return "none";
+    case ColorTransfer::kIidmLab:
+      return "iidm-lab";
+    case ColorTransfer::kReinhard:
+      return "reinhard";
+    case ColorTransfer::kHistogram:
+      return "histogram";
+    default:
+      return "none";
   }
 }
 
 cv::Mat color_transfer(ColorTransfer method, const cv::Mat& reference_rgb, const cv::Mat& source_rgb) {
   switch (method) {
-    case ColorTransfer::kIidmLab: return color_transfer_iidm_lab(reference_rgb, source_rgb);
-    case ColorTransfer::kReinhard: return color_transfer_reinhard(reference_rgb, source_rgb);
-    case ColorTransfer::kHistogram: return color_transfer_histogram(reference_rgb, source_rgb);
-    default: return source_rgb.clone();
+    case ColorTransfer::kIidmLab:
+      return color_transfer_iidm_lab(reference_rgb, source_rgb);
+    case ColorTransfer::kReinhard:
+      return color_transfer_reinhard(reference_rgb, source_rgb);
+    case ColorTransfer::kHistogram:
+      return color_transfer_histogram(reference_rgb, source_rgb);
+    default:
+      return source_rgb.clone();
   }
 }
 

@@ -11,7 +11,8 @@ namespace F = torch::nn::functional;
 
 void SegmenterConfig::validate() const {
   if (num_classes < 2 || num_classes > 255) fail("segmenter: num_classes must be in [2, 255], got {}", num_classes);
-  if (in_channels < 1 || channels < 8 || channels % 8) fail("segmenter: channels must be a positive multiple of 8, got {}", channels);
+  if (in_channels < 1 || channels < 8 || channels % 8)
+    fail("segmenter: channels must be a positive multiple of 8, got {}", channels);
   if (channel_mult.empty() || channel_mult.size() > 8) fail("segmenter: channel_mult needs 1 to 8 levels");
   for (int m : channel_mult)
     if (m < 1) fail("segmenter: channel_mult entries must be positive, got {}", m);
@@ -38,7 +39,8 @@ class UnitsImpl : public nn::Module {
  public:
   UnitsImpl(int in, int out, int count) {
     for (int i = 0; i < count; ++i) {
-      convs.push_back(register_module(fmt::format("conv{}", i), nn::Conv2d(nn::Conv2dOptions(i ? out : in, out, 3).padding(1))));
+      convs.push_back(
+          register_module(fmt::format("conv{}", i), nn::Conv2d(nn::Conv2dOptions(i ? out : in, out, 3).padding(1))));
       norms.push_back(register_module(fmt::format("norm{}", i), nn::GroupNorm(8, out)));
     }
   }

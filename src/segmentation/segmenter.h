@@ -16,7 +16,7 @@ struct SegmenterConfig {
   int in_channels = 3;
   int channels = 32;
   std::vector<int> channel_mult{1, 2, 4, 8};  // one level each; every level after the first halves the size
-  int blocks = 2;                              // conv-norm-act units per level and side
+  int blocks = 2;                             // conv-norm-act units per level and side
 
   // The JSON keys (core/config.h); "note" is accepted as a comment.
   template <class Self, class Field>

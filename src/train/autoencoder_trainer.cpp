@@ -50,10 +50,20 @@ AutoencoderTrainConfig AutoencoderTrainConfig::from_json(ConfigReader& r) {
 }
 
 Json AutoencoderTrainConfig::to_json() const {
-  return Json{{"batch_size", batch_size}, {"steps", steps}, {"crop", crop}, {"lr", adam.lr},
-              {"weight_decay", adam.weight_decay}, {"kl_weight", kl_weight}, {"codebook_weight", codebook_weight},
-              {"commitment", commitment}, {"disc_start", disc_start}, {"disc_weight", disc_weight},
-              {"disc_channels", disc_channels}, {"disc_layers", disc_layers}, {"bf16", bf16}, {"seed", seed}};
+  return Json{{"batch_size", batch_size},
+              {"steps", steps},
+              {"crop", crop},
+              {"lr", adam.lr},
+              {"weight_decay", adam.weight_decay},
+              {"kl_weight", kl_weight},
+              {"codebook_weight", codebook_weight},
+              {"commitment", commitment},
+              {"disc_start", disc_start},
+              {"disc_weight", disc_weight},
+              {"disc_channels", disc_channels},
+              {"disc_layers", disc_layers},
+              {"bf16", bf16},
+              {"seed", seed}};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -230,7 +240,8 @@ void AutoencoderTrainer::resume(const std::string& path) {
 }
 
 void AutoencoderTrainer::export_weights(const std::string& path) const {
-  save_state_dict(*model_, path, false, {{"step", std::to_string(step_)}, {"autoencoder_config", model_config_.to_json().dump()}});
+  save_state_dict(*model_, path, false,
+                  {{"step", std::to_string(step_)}, {"autoencoder_config", model_config_.to_json().dump()}});
 }
 
 double AutoencoderTrainer::measure_scale_factor(int count) {

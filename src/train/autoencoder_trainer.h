@@ -20,11 +20,11 @@ struct AutoencoderTrainConfig {
   int steps = 10000;
   int crop = 0;  // square random crops of this size (0: whole images); random flips always
   AdamWOptions adam{1e-4, 0.5, 0.9, 1e-8, 0.0};  // LDM: Adam, betas (0.5, 0.9)
-  double kl_weight = 1e-6;       // AutoencoderKL
-  double codebook_weight = 1.0;  // VQ: weight of the codebook + commitment term
-  double commitment = 0.25;      // VQ: beta of the commitment term (VQ-VAE)
-  int disc_start = -1;           // step from which the discriminator trains and counts; < 0: no discriminator
-  double disc_weight = 0.5;      // scales LDM's adaptive generator weight
+  double kl_weight = 1e-6;                       // AutoencoderKL
+  double codebook_weight = 1.0;                  // VQ: weight of the codebook + commitment term
+  double commitment = 0.25;                      // VQ: beta of the commitment term (VQ-VAE)
+  int disc_start = -1;       // step from which the discriminator trains and counts; < 0: no discriminator
+  double disc_weight = 0.5;  // scales LDM's adaptive generator weight
   int disc_channels = 64, disc_layers = 3;
   bool bf16 = false;  // autocast matmuls/convolutions to bfloat16
   uint64_t seed = 0;
@@ -41,9 +41,9 @@ class AutoencoderTrainer {
                      torch::Device device = torch::kCPU);
 
   struct StepLoss {
-    double loss = 0;  // the autoencoder's total loss
-    double l1 = 0;    // mean absolute reconstruction error per value
-    double reg = 0;   // KL (per sample, summed) or codebook + commitment
+    double loss = 0;                    // the autoencoder's total loss
+    double l1 = 0;                      // mean absolute reconstruction error per value
+    double reg = 0;                     // KL (per sample, summed) or codebook + commitment
     double g = 0, d = 0, d_weight = 0;  // discriminator terms (0 before disc_start)
   };
   StepLoss train_step();

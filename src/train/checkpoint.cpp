@@ -24,7 +24,8 @@ void CheckpointWriter::add_tensors(const std::string& prefix, const std::vector<
   for (size_t i = 0; i < names.size(); ++i) tensors_.emplace_back(prefix + names[i], tensors[i]);
 }
 
-void CheckpointWriter::add_optimizer(const std::string& prefix, const std::vector<std::string>& names, AdamW& optimizer) {
+void CheckpointWriter::add_optimizer(const std::string& prefix, const std::vector<std::string>& names,
+                                     AdamW& optimizer) {
   add_tensors(prefix + "adam_m.", names, optimizer.exp_avg());
   add_tensors(prefix + "adam_v.", names, optimizer.exp_avg_sq());
   metadata_[prefix + "adam_steps"] = std::to_string(optimizer.steps());
@@ -62,7 +63,8 @@ int64_t CheckpointReader::meta_int(const std::string& key) const {
 
 void CheckpointReader::require_seed(uint64_t seed) const {
   if (meta("seed") != std::to_string(seed))
-    fail("{}: written with seed {}, but this run uses seed {} (a resumed run must keep its seed)", path_, meta("seed"), seed);
+    fail("{}: written with seed {}, but this run uses seed {} (a resumed run must keep its seed)", path_, meta("seed"),
+         seed);
 }
 
 void CheckpointReader::load_module(const std::string& prefix, torch::nn::Module& module) const {
@@ -80,12 +82,14 @@ void CheckpointReader::load_tensors(const std::string& prefix, const std::vector
     if (!file_.contains(name)) fail("{}: checkpoint has no '{}'", path_, name);
     Tensor source = file_.tensor(name);
     if (source.sizes() != targets[i].sizes())
-      fail("{}: '{}' is {}, expected {}", path_, name, fmt::join(source.sizes(), "x"), fmt::join(targets[i].sizes(), "x"));
+      fail("{}: '{}' is {}, expected {}", path_, name, fmt::join(source.sizes(), "x"),
+           fmt::join(targets[i].sizes(), "x"));
     targets[i].copy_(source);
   }
 }
 
-void CheckpointReader::load_optimizer(const std::string& prefix, const std::vector<std::string>& names, AdamW& optimizer) const {
+void CheckpointReader::load_optimizer(const std::string& prefix, const std::vector<std::string>& names,
+                                      AdamW& optimizer) const {
   load_tensors(prefix + "adam_m.", names, optimizer.exp_avg());
   load_tensors(prefix + "adam_v.", names, optimizer.exp_avg_sq());
   optimizer.set_steps(meta_int(prefix + "adam_steps"));

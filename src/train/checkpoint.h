@@ -24,7 +24,8 @@ class CheckpointWriter {
   explicit CheckpointWriter(const std::string& format);
   // Parameters and buffers under prefix + name.
   void add_module(const std::string& prefix, const torch::nn::Module& module);
-  void add_tensors(const std::string& prefix, const std::vector<std::string>& names, const std::vector<torch::Tensor>& tensors);
+  void add_tensors(const std::string& prefix, const std::vector<std::string>& names,
+                   const std::vector<torch::Tensor>& tensors);
   // Moments as prefix + "adam_m." / "adam_v." + name, the step count as metadata prefix + "adam_steps".
   void add_optimizer(const std::string& prefix, const std::vector<std::string>& names, AdamW& optimizer);
   // Shadow weights as prefix + "ema." + name, the update count as metadata prefix + "ema_updates".
@@ -46,7 +47,8 @@ class CheckpointReader {
   // Step n's randomness derives from (seed, n): a resumed run must keep the checkpoint's seed.
   void require_seed(uint64_t seed) const;
   void load_module(const std::string& prefix, torch::nn::Module& module) const;
-  void load_tensors(const std::string& prefix, const std::vector<std::string>& names, std::vector<torch::Tensor>& targets) const;
+  void load_tensors(const std::string& prefix, const std::vector<std::string>& names,
+                    std::vector<torch::Tensor>& targets) const;
   void load_optimizer(const std::string& prefix, const std::vector<std::string>& names, AdamW& optimizer) const;
   void load_ema(const std::string& prefix, const std::vector<std::string>& names, Ema& ema) const;
   const std::string& path() const { return path_; }

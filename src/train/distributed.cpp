@@ -34,7 +34,8 @@ struct Distributed::Impl {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
 };
 
-Distributed::Distributed(const DistributedEnv& env, std::chrono::milliseconds timeout) : env_(env), impl_(std::make_unique<Impl>()) {
+Distributed::Distributed(const DistributedEnv& env, std::chrono::milliseconds timeout)
+    : env_(env), impl_(std::make_unique<Impl>()) {
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<uint16_t>(env.master_port);
   store_options.isServer = env.rank == 0;

@@ -20,8 +20,14 @@ void SegmenterTrainConfig::validate() const {
 }
 
 Json SegmenterTrainConfig::to_json() const {
-  return Json{{"batch_size", batch_size}, {"steps", steps}, {"crop", crop}, {"lr", adam.lr},
-              {"weight_decay", adam.weight_decay}, {"ignore_label", ignore_label}, {"bf16", bf16}, {"seed", seed}};
+  return Json{{"batch_size", batch_size},
+              {"steps", steps},
+              {"crop", crop},
+              {"lr", adam.lr},
+              {"weight_decay", adam.weight_decay},
+              {"ignore_label", ignore_label},
+              {"bf16", bf16},
+              {"seed", seed}};
 }
 
 LabelledImages load_labelled_images(const std::string& root, int width, int height, int num_classes) {
@@ -101,7 +107,8 @@ void SegmenterTrainer::resume(const std::string& path) {
 }
 
 void SegmenterTrainer::export_weights(const std::string& path) const {
-  save_state_dict(*model_, path, false, {{"step", std::to_string(step_)}, {"segmenter_config", model_config_.to_json().dump()}});
+  save_state_dict(*model_, path, false,
+                  {{"step", std::to_string(step_)}, {"segmenter_config", model_config_.to_json().dump()}});
 }
 
 double evaluate_segmenter(Segmenter& model, const LabelledImages& data, torch::Device device, int64_t ignore_label) {

@@ -23,10 +23,12 @@ using torch::Tensor;
 // Data
 
 TrainingData build_training_cache(const std::string& root, int width, int height, const ModelConfig& config,
-                                  torch::nn::Module* autoencoder, bool flips, const std::string& cache_path, bool bf16) {
+                                  torch::nn::Module* autoencoder, bool flips, const std::string& cache_path,
+                                  bool bf16) {
   const auto pairs = list_landscape_pairs(root);
   const int f = config.autoencoder ? config.autoencoder->ddconfig.downsampling_factor() : 1;
-  if (width % f || height % f) fail("training size {}x{} is not a multiple of the autoencoder's factor {}", width, height, f);
+  if (width % f || height % f)
+    fail("training size {}x{} is not a multiple of the autoencoder's factor {}", width, height, f);
   auto* ae = dynamic_cast<AutoencoderImpl*>(autoencoder);
   if (config.autoencoder && !ae) fail("a latent model needs its autoencoder to build the training cache");
   std::vector<Tensor> xs, labels;
@@ -98,10 +100,21 @@ UNetTrainConfig UNetTrainConfig::from_json(ConfigReader& r) {
 }
 
 Json UNetTrainConfig::to_json() const {
-  return Json{{"batch_size", batch_size}, {"steps", steps}, {"lr", adam.lr}, {"weight_decay", adam.weight_decay}, {"adam_eps", adam.eps},
-              {"ema_decay", ema_decay}, {"ema_warmup", ema_warmup}, {"grad_clip", grad_clip},
-              {"label_drop", label_drop}, {"sparse_prob", sparse_prob}, {"sparse_share", sparse_share},
-              {"ignore_label", ignore_label}, {"crop", crop}, {"bf16", bf16}, {"seed", seed}};
+  return Json{{"batch_size", batch_size},
+              {"steps", steps},
+              {"lr", adam.lr},
+              {"weight_decay", adam.weight_decay},
+              {"adam_eps", adam.eps},
+              {"ema_decay", ema_decay},
+              {"ema_warmup", ema_warmup},
+              {"grad_clip", grad_clip},
+              {"label_drop", label_drop},
+              {"sparse_prob", sparse_prob},
+              {"sparse_share", sparse_share},
+              {"ignore_label", ignore_label},
+              {"crop", crop},
+              {"bf16", bf16},
+              {"seed", seed}};
 }
 
 // ---------------------------------------------------------------------------------------------

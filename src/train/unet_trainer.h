@@ -35,10 +35,10 @@ struct UNetTrainConfig {
   AdamWOptions adam{};
   double ema_decay = 0.9999;
   bool ema_warmup = true;
-  double grad_clip = 1.0;       // <= 0: off
-  double label_drop = 0.2;      // p of an all-zero label map (classifier-free guidance)
-  double sparse_prob = 0.0;     // p that a sample's map gets class-wise sparse masking
-  double sparse_share = 0.5;    // the share of each class's pixels it removes
+  double grad_clip = 1.0;     // <= 0: off
+  double label_drop = 0.2;    // p of an all-zero label map (classifier-free guidance)
+  double sparse_prob = 0.0;   // p that a sample's map gets class-wise sparse masking
+  double sparse_share = 0.5;  // the share of each class's pixels it removes
   int64_t ignore_label = 255;
   int crop = 0;       // square random crops of the cached maps (0: whole); SPADE conditioning is local
   bool bf16 = false;  // autocast matmuls/convolutions to bfloat16

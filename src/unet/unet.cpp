@@ -11,7 +11,6 @@ using torch::Tensor;
 // ---------------------------------------------------------------------------------------------
 // Building blocks
 
-
 namespace {
 
 torch::nn::GroupNorm normalization(int channels) {
@@ -24,9 +23,8 @@ torch::nn::Conv2d conv3x3(int in, int out, int stride = 1) {
 torch::nn::Conv2d conv1x1(int in, int out) { return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 1)); }
 
 Tensor upsample_nearest2x(const Tensor& x) {
-  return F::interpolate(x, F::InterpolateFuncOptions()
-                               .scale_factor(std::vector<double>{2.0, 2.0})
-                               .mode(torch::kNearest));
+  return F::interpolate(x,
+                        F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
 }
 Tensor avg_pool2x(const Tensor& x) { return F::avg_pool2d(x, F::AvgPool2dFuncOptions(2).stride(2)); }
 
@@ -53,9 +51,7 @@ class Downsample : public UNetLayer {
       fail("unet: average-pool downsampling cannot change channels ({} -> {})", channels, out_channels);
     }
   }
-  Tensor forward(const Tensor& x, const Tensor&, const Tensor&) override {
-    return op ? op->forward(x) : avg_pool2x(x);
-  }
+  Tensor forward(const Tensor& x, const Tensor&, const Tensor&) override { return op ? op->forward(x) : avg_pool2x(x); }
   torch::nn::Conv2d op{nullptr};
 };
 
@@ -75,9 +71,12 @@ enum class Resample { kNone, kUp, kDown };
 
 Tensor resample(const Tensor& x, Resample mode) {
   switch (mode) {
-    case Resample::kUp: return upsample_nearest2x(x);
-    case Resample::kDown: return avg_pool2x(x);
-    default: return x;
+    case Resample::kUp:
+      return upsample_nearest2x(x);
+    case Resample::kDown:
+      return avg_pool2x(x);
+    default:
+      return x;
   }
 }
 
@@ -203,7 +202,7 @@ class AttentionBlock : public UNetLayer {
   Tensor forward(const Tensor& x_in, const Tensor&, const Tensor&) override {
     const auto sizes = x_in.sizes();
     const int64_t b = sizes[0], c = sizes[1];
-    Tensor x = x_in.reshape({b, c, -1});  // [B, C, T]
+    Tensor x = x_in.reshape({b, c, -1});                     // [B, C, T]
     Tensor qkv_out = qkv->forward(group_norm_f32(norm, x));  // [B, 3C, T]
     const int64_t length = x.size(2), ch = c / heads_;
     Tensor q, k, v;
@@ -257,7 +256,8 @@ class TimestepEmbedSequential : public UNetLayer {
 
 SPADEGroupNormImpl::SPADEGroupNormImpl(int norm_channels, int label_channels) {
   constexpr int kHidden = 128;  // SDM's nhidden
-  norm = register_module("norm", torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, norm_channels).eps(1e-5).affine(false)));
+  norm = register_module("norm",
+                         torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, norm_channels).eps(1e-5).affine(false)));
   mlp_shared = register_module("mlp_shared", std::make_shared<IndexedModule>());
   mlp_shared_conv = torch::nn::Conv2d(mlp_shared->add(0, conv3x3(label_channels, kHidden).ptr()));
   mlp_shared->add(1, torch::nn::ReLU().ptr());
@@ -267,10 +267,9 @@ SPADEGroupNormImpl::SPADEGroupNormImpl(int norm_channels, int label_channels) {
 
 Tensor SPADEGroupNormImpl::forward(const Tensor& x, const Tensor& segmap) {
   Tensor normalized = group_norm_f32(norm, x);
-  Tensor seg = F::interpolate(segmap.to(x.scalar_type()),
-                              F::InterpolateFuncOptions()
-                                  .size(std::vector<int64_t>{x.size(2), x.size(3)})
-                                  .mode(torch::kNearest));
+  Tensor seg = F::interpolate(
+      segmap.to(x.scalar_type()),
+      F::InterpolateFuncOptions().size(std::vector<int64_t>{x.size(2), x.size(3)}).mode(torch::kNearest));
   Tensor actv = torch::relu(mlp_shared_conv->forward(seg));
   return normalized * (1 + mlp_gamma->forward(actv)) + mlp_beta->forward(actv);
 }
@@ -317,7 +316,8 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& config) : config_(config) {
           ResBlockParts{ch, level_width, c.use_scale_shift_norm, c.dropout, Resample::kNone}, time_embed_dim));
       ch = level_width;
       if (has_attention(ds))
-        block->append(std::make_shared<AttentionBlock>(ch, c.num_heads, c.num_head_channels, c.use_new_attention_order));
+        block->append(
+            std::make_shared<AttentionBlock>(ch, c.num_heads, c.num_head_channels, c.use_new_attention_order));
       add_input(block);
       input_block_chans.push_back(ch);
     }
@@ -350,8 +350,8 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& config) : config_(config) {
       input_block_chans.pop_back();
       auto block = std::make_shared<TimestepEmbedSequential>();
       block->append(std::make_shared<SDMResBlock>(
-          ResBlockParts{ch + skip_ch, level_width, c.use_scale_shift_norm, c.dropout, Resample::kNone},
-          time_embed_dim, c.num_classes));
+          ResBlockParts{ch + skip_ch, level_width, c.use_scale_shift_norm, c.dropout, Resample::kNone}, time_embed_dim,
+          c.num_classes));
       ch = level_width;
       if (has_attention(ds))
         block->append(std::make_shared<AttentionBlock>(ch, heads_up, c.num_head_channels, c.use_new_attention_order));
@@ -376,14 +376,14 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& config) : config_(config) {
 
 Tensor UNetModelImpl::forward(const Tensor& x, const Tensor& timesteps, const Tensor& y) {
   const auto& c = config_;
-  TORCH_CHECK(x.dim() == 4 && x.size(1) == c.in_channels, "unet: x must be [N, ", c.in_channels,
-              ", H, W], got ", x.sizes());
-  TORCH_CHECK(timesteps.dim() == 1 && timesteps.size(0) == x.size(0), "unet: timesteps must be [",
-              x.size(0), "], got ", timesteps.sizes());
-  TORCH_CHECK(y.dim() == 4 && y.size(0) == x.size(0) && y.size(1) == c.num_classes &&
-                  y.size(2) == x.size(2) && y.size(3) == x.size(3),
-              "unet: y must be [", x.size(0), ", ", c.num_classes, ", ", x.size(2), ", ", x.size(3),
-              "], got ", y.sizes());
+  TORCH_CHECK(x.dim() == 4 && x.size(1) == c.in_channels, "unet: x must be [N, ", c.in_channels, ", H, W], got ",
+              x.sizes());
+  TORCH_CHECK(timesteps.dim() == 1 && timesteps.size(0) == x.size(0), "unet: timesteps must be [", x.size(0), "], got ",
+              timesteps.sizes());
+  TORCH_CHECK(y.dim() == 4 && y.size(0) == x.size(0) && y.size(1) == c.num_classes && y.size(2) == x.size(2) &&
+                  y.size(3) == x.size(3),
+              "unet: y must be [", x.size(0), ", ", c.num_classes, ", ", x.size(2), ", ", x.size(3), "], got ",
+              y.sizes());
   const int64_t factor = int64_t{1} << (c.channel_mult.size() - 1);
   TORCH_CHECK(x.size(2) % factor == 0 && x.size(3) % factor == 0, "unet: height and width must be divisible by ",
               factor, ", got ", x.size(2), "x", x.size(3));

@@ -18,10 +18,8 @@ namespace iidm {
 // embedding `emb`, or neither.
 class UNetLayer : public torch::nn::Module {
  public:
-  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cond,
-                                const torch::Tensor& emb) = 0;
+  virtual torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& cond, const torch::Tensor& emb) = 0;
 };
-
 
 // A holder whose children are registered as "0", "1", ... (nn.Sequential's key names) without
 // owning the forward logic, which the parent runs piecewise as the reference does.

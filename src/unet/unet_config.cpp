@@ -17,7 +17,8 @@ void UNetConfig::validate() const {
   positive(num_classes, "num_classes");
   if (channel_mult.empty()) fail("unet config: channel_mult is empty");
   for (size_t level = 0; level < channel_mult.size(); ++level) {
-    if (!(channel_mult[level] > 0)) fail("unet config: channel_mult entries must be positive, got {}", channel_mult[level]);
+    if (!(channel_mult[level] > 0))
+      fail("unet config: channel_mult entries must be positive, got {}", channel_mult[level]);
     // Every normalised width must split into GroupNorm's 32 groups.
     if (width(level) <= 0 || width(level) % 32)
       fail("unet config: channel width {} x {} = {} is not a positive multiple of 32 (GroupNorm groups)",
@@ -27,9 +28,10 @@ void UNetConfig::validate() const {
   const int max_ds = 1 << (channel_mult.size() - 1);
   for (int r : attention_resolutions)
     if (r <= 0 || (r & (r - 1)) || r > max_ds)
-      fail("unet config: attention_resolutions entry {} is not a down-sampling factor 1..{} "
-           "(these are factors ds, not image sizes)",
-           r, max_ds);
+      fail(
+          "unet config: attention_resolutions entry {} is not a down-sampling factor 1..{} "
+          "(these are factors ds, not image sizes)",
+          r, max_ds);
   if (num_head_channels == -1) {
     positive(num_heads, "num_heads");
   } else {
@@ -75,9 +77,12 @@ UNetConfig UNetConfig::from_create_model(ConfigReader& r) {
   int size = 0;
   const Json image_size = r.json().value("image_size", Json(64));
   r.ignore({"image_size"});
-  if (image_size.is_number_integer()) size = image_size.get<int>();
-  else if (image_size.is_array() && image_size.size() == 2 && image_size[0].is_number_integer()) size = image_size[0].get<int>();
-  else fail("{}: image_size must be an integer or [width, height], got {}", r.where(), image_size.dump());
+  if (image_size.is_number_integer())
+    size = image_size.get<int>();
+  else if (image_size.is_array() && image_size.size() == 2 && image_size[0].is_number_integer())
+    size = image_size[0].get<int>();
+  else
+    fail("{}: image_size must be an integer or [width, height], got {}", r.where(), image_size.dump());
   c.image_size = size;
   // Defaults are model_and_diffusion_defaults(), i.e. what the scripts' flags mean when omitted.
   const bool learn_sigma = r.get("learn_sigma", false);
@@ -90,17 +95,23 @@ UNetConfig UNetConfig::from_create_model(ConfigReader& r) {
   c.num_res_blocks = r.get("num_res_blocks", 2);
   const std::string mult = r.get<std::string>("channel_mult", "");
   if (mult.empty()) {
-    if (size == 512) c.channel_mult = {0.5, 1, 1, 2, 2, 4, 4};
-    else if (size == 256) c.channel_mult = {1, 1, 2, 2, 4, 4};
-    else if (size == 128) c.channel_mult = {1, 1, 2, 3, 4};
-    else if (size == 64) c.channel_mult = {1, 2, 3, 4};
-    else fail("{}: no default channel_mult for image_size {} (give channel_mult)", r.where(), size);
+    if (size == 512)
+      c.channel_mult = {0.5, 1, 1, 2, 2, 4, 4};
+    else if (size == 256)
+      c.channel_mult = {1, 1, 2, 2, 4, 4};
+    else if (size == 128)
+      c.channel_mult = {1, 1, 2, 3, 4};
+    else if (size == 64)
+      c.channel_mult = {1, 2, 3, 4};
+    else
+      fail("{}: no default channel_mult for image_size {} (give channel_mult)", r.where(), size);
   } else {
     auto values = parse_int_list(mult, r.where(), "channel_mult");
     c.channel_mult.assign(values.begin(), values.end());
   }
   c.attention_resolutions.clear();
-  for (int res : parse_int_list(r.get<std::string>("attention_resolutions", "16,8"), r.where(), "attention_resolutions")) {
+  for (int res :
+       parse_int_list(r.get<std::string>("attention_resolutions", "16,8"), r.where(), "attention_resolutions")) {
     if (res <= 0 || size % res) fail("{}: attention resolution {} does not divide image_size {}", r.where(), res, size);
     c.attention_resolutions.push_back(size / res);
   }
