@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "autoencoder/autoencoder.h"
+#include "core/labels.h"
 #include "diffusion/gaussian_diffusion.h"
 #include "tiny_models.h"
 #include "train/distill.h"
@@ -272,7 +273,7 @@ TEST(GradCheck, DistillationLoss) {
   save_state_dict(*teacher, dir.file("teacher.safetensors"));
   DistillConfig dc;
   dc.teacher_steps = 8;  // the student's chain: ddim4
-  dc.clip_denoised = "false";
+  dc.clip_denoised = ClipDenoised::kNever;
   // Guidance 1 (the default) calls the teacher once per step: the target is a constant of the
   // gradient either way.
   // The data set is only drawn from by step(); loss() takes its batch as arguments.
