@@ -6,6 +6,7 @@
 #include <fstream>
 #include <map>
 
+#include "pipeline/ablation.h"
 #include "pipeline/model_config.h"
 #include "pipeline/stage.h"
 #include "segmentation/segmenter.h"
@@ -15,7 +16,7 @@ namespace iidm {
 namespace {
 namespace fs = std::filesystem;
 
-enum class Kind { kModel, kAutoencoder, kSegmenter, kPreset };
+enum class Kind { kModel, kAutoencoder, kSegmenter, kPreset, kVariants };
 
 std::vector<std::string> repository_configs() {
   std::vector<std::string> paths;
@@ -30,10 +31,11 @@ std::vector<std::string> repository_configs() {
 // gets a round trip of its own.
 Kind kind_of(const std::string& path, const Json& json) {
   if (json.contains("stages")) return Kind::kPreset;
+  if (json.contains("variants")) return Kind::kVariants;
   if (json.contains("unet")) return Kind::kModel;
   if (json.contains("ddconfig")) return Kind::kAutoencoder;
   if (json.contains("blocks") && json.contains("channel_mult")) return Kind::kSegmenter;
-  throw std::runtime_error(path + ": not a model, autoencoder, segmenter or preset config");
+  throw std::runtime_error(path + ": not a model, autoencoder, segmenter, preset or ablation variants config");
 }
 
 // `where` names the source; a model config also finds its autoencoder file next to it.
@@ -96,6 +98,9 @@ TEST(ConfigRoundTrip, EveryRepositoryConfigReadsBackEqualAndWritesTheSameText) {
       case Kind::kPreset:
         expect_preset_round_trip(path);
         break;
+      case Kind::kVariants:
+        expect_round_trip<VariantsFile>(path);
+        break;
     }
   }
   // configs/models (4 models, 2 autoencoders), configs/demo and models/demo (one of each kind
@@ -103,7 +108,8 @@ TEST(ConfigRoundTrip, EveryRepositoryConfigReadsBackEqualAndWritesTheSameText) {
   EXPECT_GE(seen[Kind::kModel], 6);
   EXPECT_GE(seen[Kind::kAutoencoder], 4);
   EXPECT_GE(seen[Kind::kSegmenter], 2);
-  EXPECT_GE(seen[Kind::kPreset], 5);
+  EXPECT_GE(seen[Kind::kPreset], 6);  // + configs/ablation/three-rounds-demo.json
+  EXPECT_GE(seen[Kind::kVariants], 1);
 }
 
 TEST(ConfigRoundTrip, AModelConfigIsWrittenWholeAndStandsAlone) {
@@ -166,6 +172,9 @@ void read_as(Kind kind, const Json& json, const std::string& where) {
       break;
     case Kind::kPreset:
       Preset::from_json(reader, "preset");
+      break;
+    case Kind::kVariants:
+      VariantsFile::from_json(reader);
       break;
   }
 }

@@ -105,19 +105,40 @@ TEST(TrainingCli, AutoencoderUNetSegmenterAndEvaluationEndToEnd) {
   const Json metrics = read_json_file(dir.file("eval/metrics.json"));
   EXPECT_EQ(metrics["summary"]["items"].get<int>(), 4);
   EXPECT_EQ(metrics["items"].size(), 4u);
-  for (const char* key :
-       {"segmenter_accuracy_on_ground_truth", "mask_accuracy", "hist_corr_reference", "hist_corr_unrelated"}) {
+  for (const char* key : {"segmenter_accuracy_on_ground_truth", "mask_accuracy", "miou", "style_similarity",
+                          "style_margin", "style_closest_share"}) {
     const double v = metrics["summary"][key].get<double>();
     EXPECT_TRUE(v >= -1.0 && v <= 1.0) << key << " " << v;
   }
-  // Item i's reference is item i+1's image, the unrelated one item i+2's.
-  EXPECT_EQ(metrics["items"][0]["reference"].get<std::string>(), "01001");
-  EXPECT_EQ(metrics["items"][0]["unrelated"].get<std::string>(), "01002");
+  EXPECT_GE(metrics["summary"]["fid"].get<double>(), 0.0);
+  EXPECT_FALSE(metrics["summary"]["features_user_supplied"].get<bool>()) << "the bundled segmenter's features";
+  EXPECT_TRUE(metrics["summary"]["competition"].is_object());
+  // Item i's reference is item i+1's image.
+  EXPECT_EQ(fs::path(metrics["items"][0]["reference"].get<std::string>()).filename(), "01001.jpg");
   const std::string first_image = read_file(dir.file("eval/images/01000.png"));
   ASSERT_EQ(iidm(evaluate, log), 0) << read_file(log);
   EXPECT_EQ(read_file(log).find("generating"), std::string::npos) << "a second run reuses the images";
   EXPECT_EQ(read_file(dir.file("eval/images/01000.png")), first_image);
   EXPECT_EQ(read_json_file(dir.file("eval/metrics.json"))["summary"], metrics["summary"]);
+
+  // `score` on the folder evaluate wrote, with the same references and real images, gives
+  // evaluate's numbers: one code path.
+  Json mapping;
+  for (int i = 0; i < 4; ++i) mapping[fmt::format("0100{}.png", i)] = fmt::format("0100{}.jpg", (i + 1) % 4);
+  std::ofstream(dir.file("label_to_img.json")) << mapping.dump();
+  ASSERT_EQ(iidm("score --images " + dir.file("eval/images") + " --labels " + held + "/labels --json " +
+                     dir.file("label_to_img.json") + " --refs " + held + "/imgs --real " + held + "/imgs --segmenter " +
+                     dir.file("seg/segmenter.safetensors") + " --segmenter-config " + dir.file("seg/segmenter.json") +
+                     " --out " + dir.file("score/metrics.json"),
+                 log),
+            0)
+      << read_file(log);
+  const Json scored = read_json_file(dir.file("score/metrics.json"));
+  for (const char* key : {"mask_accuracy", "pixel_accuracy", "miou", "style_similarity", "style_margin",
+                          "style_closest_share", "fid", "kid", "real_images"})
+    EXPECT_EQ(scored["summary"][key], metrics["summary"][key]) << key;
+  EXPECT_EQ(scored["summary"]["competition"], metrics["summary"]["competition"]);
+  EXPECT_EQ(scored["items"], metrics["items"]);
 
   // A bad config key is refused with the file's name.
   std::ofstream(dir.file("bad.json")) << R"({"channels": 16, "chanel_mult": [1, 2]})";

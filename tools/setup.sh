@@ -12,7 +12,8 @@ packages=(
   libpng-dev              # label maps: palette PNGs read as their indices
   libeigen3-dev libfmt-dev libcli11-dev nlohmann-json3-dev libgtest-dev
   libgloo-dev             # headers of the Gloo backend of c10d (multi-process training)
-  python3-torch python3-numpy  # tools/ (checkpoint conversion) and their tests
+  python3-torch python3-numpy  # tools/ (checkpoint conversion, TorchScript export) and their tests
+  python3-matplotlib      # tools/ablation_report.py: the charts of an ablation
 )
 missing=()
 for p in "${packages[@]}"; do

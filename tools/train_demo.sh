@@ -4,6 +4,7 @@
 #   2. train-autoencoder: the small KL first stage (bf16), which also measures the latent scale;
 #   3. train-unet: the 29-class SPADE U-Net on the encoded training set (bf16, latent crops),
 #      while train-segmenter trains the segmentation network on the other core;
+#      then continues the U-Net's run for a second checkpoint (unet-b, for the ensemble ablation);
 #   4. evaluate: mask accuracy and reference colour correlation on the 50 held-out masks.
 # Every step resumes where it stopped when the script is run again (checkpoints in WORK).
 # Usage: bash tools/train_demo.sh [WORK=demo-work] [OUT=models/demo]
@@ -43,6 +44,16 @@ $IIDM $T train-unet --model "$OUT/model.json" --data "$WORK/train" --autoencoder
   --ema-decay 0.999 --bf16 --sparse-prob 0.1 --log-every 100 --save-every 250 --sample-every 500 \
   --export-precision fp16 --out "$WORK/unet"
 cp "$WORK/unet/unet-ema.safetensors" "$OUT/unet.safetensors"
+
+# A second checkpoint of the same run for the ensemble rows of the ablation (IIDM averaged its
+# 176k and 266k checkpoints): the run continued from its EMA weights for UNET_B_STEPS more steps
+# (the optimiser restarts: the EMA weights are what is bundled).
+stamp "U-Net, second checkpoint"
+$IIDM $T train-unet --model "$OUT/model.json" --data "$WORK/train" --autoencoder "$OUT/autoencoder.safetensors" \
+  --size 256x192 --cache "$WORK/latents.safetensors" --crop 32 --batch-size 8 --steps ${UNET_B_STEPS:-600} --lr 2e-4 \
+  --ema-decay 0.999 --bf16 --sparse-prob 0.1 --log-every 100 --save-every 200 --init "$OUT/unet.safetensors" \
+  --seed 2 --export-precision fp16 --out "$WORK/unet-b"
+cp "$WORK/unet-b/unet-ema.safetensors" "$OUT/unet-b.safetensors"
 
 stamp "waiting for the segmenter"
 wait $seg_pid || { cat "$WORK/segmenter.log" >&2; exit 1; }

@@ -39,5 +39,7 @@ std::function<int()> add_distill_command(CLI::App& app, const CommonOptions& com
 std::function<int()> add_train_autoencoder_command(CLI::App& app, const CommonOptions& common);
 std::function<int()> add_train_segmenter_command(CLI::App& app, const CommonOptions& common);
 std::function<int()> add_evaluate_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_score_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_ablate_command(CLI::App& app, const CommonOptions& common);
 
 }  // namespace iidm::cli

@@ -28,6 +28,8 @@ int main(int argc, char** argv) {
       {"distill", iidm::cli::add_distill_command(app, common)},
       {"train-segmenter", iidm::cli::add_train_segmenter_command(app, common)},
       {"evaluate", iidm::cli::add_evaluate_command(app, common)},
+      {"score", iidm::cli::add_score_command(app, common)},
+      {"ablate", iidm::cli::add_ablate_command(app, common)},
   };
 
   try {

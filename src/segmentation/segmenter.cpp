@@ -80,13 +80,9 @@ Tensor SegmenterImpl::forward(const Tensor& images) {
   const int64_t H = images.size(2), W = images.size(3), m = config_.size_multiple();
   const int64_t ph = (m - H % m) % m, pw = (m - W % m) % m;
   Tensor x = (ph || pw) ? F::pad(images, F::PadFuncOptions({0, pw, 0, ph}).mode(torch::kReplicate)) : images;
-  std::vector<Tensor> skips;
-  const size_t L = down->size();
-  for (size_t l = 0; l < L; ++l) {
-    if (l > 0) x = F::avg_pool2d(x, F::AvgPool2dFuncOptions(2));
-    x = down[l]->as<UnitsImpl>()->forward(x);
-    skips.push_back(x);
-  }
+  const std::vector<Tensor> skips = encode(x);
+  const size_t L = skips.size();
+  x = skips.back();
   for (size_t k = 0; k < up->size(); ++k) {
     const Tensor& skip = skips[L - 2 - k];
     x = F::interpolate(x, F::InterpolateFuncOptions()
@@ -97,6 +93,27 @@ Tensor SegmenterImpl::forward(const Tensor& images) {
   }
   Tensor logits = head->forward(x);
   return (ph || pw) ? logits.narrow(2, 0, H).narrow(3, 0, W) : logits;
+}
+
+std::vector<Tensor> SegmenterImpl::encode(const Tensor& padded) {
+  std::vector<Tensor> levels;
+  Tensor x = padded;
+  for (size_t l = 0; l < down->size(); ++l) {
+    if (l > 0) x = F::avg_pool2d(x, F::AvgPool2dFuncOptions(2));
+    x = down[l]->as<UnitsImpl>()->forward(x);
+    levels.push_back(x);
+  }
+  return levels;
+}
+
+Tensor SegmenterImpl::pooled_features(const Tensor& images) {
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == config_.in_channels, "segmenter: input must be [N, ",
+              config_.in_channels, ", H, W], got ", images.sizes());
+  torch::NoGradGuard no_grad;
+  const int64_t H = images.size(2), W = images.size(3), m = config_.size_multiple();
+  const int64_t ph = (m - H % m) % m, pw = (m - W % m) % m;
+  const Tensor x = (ph || pw) ? F::pad(images, F::PadFuncOptions({0, pw, 0, ph}).mode(torch::kReplicate)) : images;
+  return encode(x).back().mean({2, 3});
 }
 
 Tensor SegmenterImpl::predict(const Tensor& images) {

@@ -42,9 +42,14 @@ class SegmenterImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& images);
   // The most likely class per pixel, [N, H, W] int64 (no gradient).
   torch::Tensor predict(const torch::Tensor& images);
+  // The deepest level's activations averaged over the image, [N, channels * channel_mult.back()]
+  // (no gradient): the features `iidm score` falls back to for FID/KID.
+  torch::Tensor pooled_features(const torch::Tensor& images);
   const SegmenterConfig& config() const { return config_; }
 
  private:
+  // The encoder path on images padded to the size multiple; returns every level's activations.
+  std::vector<torch::Tensor> encode(const torch::Tensor& padded);
   SegmenterConfig config_;
   torch::nn::ModuleList down{nullptr}, up{nullptr};
   torch::nn::Conv2d head{nullptr};
