@@ -35,6 +35,8 @@ std::function<int()> add_score_command(CLI::App& app, const CommonOptions& commo
     const ScoreListing listing = list_score_items(a->images, a->labels, a->json, a->refs);
     auto segmenter = a->metrics.load_segmenter(device);
     auto features = a->metrics.real_dir.empty() ? nullptr : a->metrics.load_features(device);
+    // The output's folder also holds the real images' feature cache, so it is made first.
+    if (!fs::path(a->out).parent_path().empty()) fs::create_directories(fs::path(a->out).parent_path());
     const std::string cache = (fs::path(a->out).parent_path() / "real-stats.safetensors").string();
     std::optional<ProgressBar> bar;
     if (!listing.items.empty()) bar.emplace("scoring", static_cast<int64_t>(listing.items.size()));
@@ -43,7 +45,6 @@ std::function<int()> add_score_command(CLI::App& app, const CommonOptions& commo
                      [&](int64_t done, int64_t) { bar->update(done); });
     if (bar) bar->finish();
     report.failures.insert(report.failures.begin(), listing.failures.begin(), listing.failures.end());
-    if (!fs::path(a->out).parent_path().empty()) fs::create_directories(fs::path(a->out).parent_path());
     write_file_atomic(a->out, report.to_json().dump(1) + "\n");
     print_score_summary(report);
     fmt::print("wrote {}\n", a->out);
