@@ -194,15 +194,19 @@ TEST(Metrics, ScoringAFolderReportsBadItemsByNameAndScoresTheRest) {
   test::TempDir dir;
   for (const char* sub : {"labels", "images", "real"}) fs::create_directories(dir.file(sub));
   for (int i = 0; i < 4; ++i) write_labelled(dir.path().string(), "item" + std::to_string(i), 4 + 2 * i);
-  // item1's output is truncated; item4 has a label map and no output.
+  // item1's output is truncated; item4 has a label map and no output; item5 an output and no map.
   const std::string truncated = read_file(dir.file("images/item1.png"));
   std::ofstream(dir.file("images/item1.png"), std::ios::binary) << truncated.substr(0, truncated.size() / 2);
   fs::copy_file(dir.file("labels/item0.png"), dir.file("labels/item4.png"));
+  fs::copy_file(dir.file("images/item0.png"), dir.file("images/item5.png"));
 
   const ScoreListing listing = list_score_items(dir.file("images"), dir.file("labels"));
   ASSERT_EQ(listing.items.size(), 4u);
-  ASSERT_EQ(listing.failures.size(), 1u);
+  ASSERT_EQ(listing.failures.size(), 2u);
   EXPECT_EQ(listing.failures[0].name, "item4");
+  EXPECT_NE(listing.failures[0].reason.find("no output"), std::string::npos) << listing.failures[0].reason;
+  EXPECT_EQ(listing.failures[1].name, "item5");
+  EXPECT_NE(listing.failures[1].reason.find("no label map"), std::string::npos) << listing.failures[1].reason;
   auto segmenter = load_torchscript_segmenter(kFixtures + "/segmenter.pt");
   auto features = load_torchscript_features(kFixtures + "/features.pt", 32);
   ScoreOptions options;

@@ -50,7 +50,7 @@ cp "$WORK/unet/unet-ema.safetensors" "$OUT/unet.safetensors"
 # (the optimiser restarts: the EMA weights are what is bundled).
 stamp "U-Net, second checkpoint"
 $IIDM $T train-unet --model "$OUT/model.json" --data "$WORK/train" --autoencoder "$OUT/autoencoder.safetensors" \
-  --size 256x192 --cache "$WORK/latents.safetensors" --crop 32 --batch-size 8 --steps ${UNET_B_STEPS:-600} --lr 2e-4 \
+  --size 256x192 --cache "$WORK/latents.safetensors" --crop 32 --batch-size 8 --steps ${UNET_B_STEPS:-400} --lr 2e-4 \
   --ema-decay 0.999 --bf16 --sparse-prob 0.1 --log-every 100 --save-every 200 --init "$OUT/unet.safetensors" \
   --seed 2 --export-precision fp16 --out "$WORK/unet-b"
 cp "$WORK/unet-b/unet-ema.safetensors" "$OUT/unet-b.safetensors"

@@ -36,8 +36,9 @@ struct ScoreListing {
 
 // One item per label map (labels_dir/*.png, sorted); its output is images_dir/<stem>.{jpg,png,jpeg}.
 // With `json_path` (the competition's label_to_img.json: {"<label file>": "<reference file>"}) each
-// item's reference is refs_dir/<that name>. A label without an output, or a reference that is named
-// but absent, is a failure naming the file; the other items are listed.
+// item's reference is refs_dir/<that name>. A label without an output, an output without a label
+// map, or a reference that is named but absent, is a failure naming the file; the other items are
+// listed.
 ScoreListing list_score_items(const std::string& images_dir, const std::string& labels_dir,
                               const std::string& json_path = "", const std::string& refs_dir = "");
 
