@@ -197,7 +197,7 @@ Json ScoreReport::to_json() const {
       {"segmenter", segmenter},
       {"fid", optional(fid)},
       {"kid", kid ? Json(kid->mean) : Json(nullptr)},
-      {"kid_std", kid ? Json(kid->stddev) : Json(nullptr)},
+      {"kid_std", kid && kid->subsets > 1 ? Json(kid->stddev) : Json(nullptr)},  // one subset: no spread
       {"kid_subsets", kid ? Json(kid->subsets) : Json(nullptr)},
       {"kid_subset_size", kid ? Json(kid->subset_size) : Json(nullptr)},
       {"real_images", real_images},

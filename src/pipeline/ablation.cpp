@@ -106,7 +106,7 @@ Json result_row(const ScoreReport& score, const DiversityResult& diversity, cons
                {"style_closest_share", score.style ? Json(score.style->closest_share) : Json(nullptr)},
                {"fid", optional_json(score.fid)},
                {"kid", score.kid ? Json(score.kid->mean) : Json(nullptr)},
-               {"kid_std", score.kid ? Json(score.kid->stddev) : Json(nullptr)},
+               {"kid_std", score.kid && score.kid->subsets > 1 ? Json(score.kid->stddev) : Json(nullptr)},
                {"diversity", diversity.groups ? Json(diversity.mean) : Json(nullptr)},
                {"score", score.competition ? Json(score.competition->score) : Json(nullptr)},
                {"images", score.items.size()}};
@@ -257,7 +257,7 @@ const std::vector<Column> kColumns = {
     {"style_closest_share", "style top-1", "metrics", 2},
     {"fid", "FID*", "metrics", 2},
     {"kid", "KID*", "metrics", 4},
-    {"kid_std", "KID± ", "metrics", 4},
+    {"kid_std", "KID sd", "metrics", 4},
     {"diversity", "diversity", "metrics", 3},
     {"score", "score", "metrics", 3},
     {"nfe", "NFE", "cost", 0},
