@@ -6,6 +6,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include "core/config.h"
 #include "core/fs.h"
@@ -36,7 +37,7 @@ TEST(AblateCli, TwoVariantsAreRunScoredTabulatedAndResumed) {
       << read_file(log);
   std::ofstream(dir.file("variants.json")) << R"({"variants": [
       {"name": "base", "flags": []},
-      {"name": "dpm", "flags": ["--sampler", "dpm++2m", "--seed", "1"]}]})";
+      {"name": "dpm", "flags": ["--sampler", "dpm++2m", "--seed", "1", "--refine", "2"]}]})";
   const std::string ablate = cli + "ablate --variants " + dir.file("variants.json") + " --data " + dir.file("data") +
                              " --out " + out + " --model " + demo + "model.json --unet " + demo +
                              "unet.safetensors --autoencoder " + demo + "autoencoder.safetensors --preset " + demo +
@@ -66,6 +67,22 @@ TEST(AblateCli, TwoVariantsAreRunScoredTabulatedAndResumed) {
   const std::string csv = read_file(out + "/results.csv"), md = read_file(out + "/results.md");
   EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);
   EXPECT_NE(md.find("| dpm |"), std::string::npos) << md;
+  // Every table row has as many cells as the header (stage separators inside cells are escaped).
+  const auto cells = [](const std::string& line) {
+    int n = 0;
+    for (size_t i = 0; i < line.size(); ++i) n += line[i] == '|' && (i == 0 || line[i - 1] != '\\');
+    return n;
+  };
+  std::istringstream lines(md);
+  std::string line;
+  int header = -1, rows = 0;
+  while (std::getline(lines, line))
+    if (!line.empty() && line[0] == '|') {
+      if (header < 0) header = cells(line);
+      EXPECT_EQ(cells(line), header) << line;
+      ++rows;
+    }
+  EXPECT_EQ(rows, 4);  // header, rule, two variants
 
   // A second run generates nothing and scores the same.
   const std::string first_image = read_file(out + "/variants/base/images/00000.png");

@@ -297,7 +297,10 @@ void write_ablation_results(const std::vector<VariantResult>& results, const Abl
            {"cost", row["cost"]},      {"failures", row["failures"]}};
     variants.push_back(v);
     csv += fmt::format("{},\"{}\"", r.variant.name, r.variant.description);
-    md += fmt::format("| {} | {} | ", r.variant.name, r.variant.description);
+    std::string description = r.variant.description;  // its stage separators would split the Markdown cell
+    for (size_t at = description.find('|'); at != std::string::npos; at = description.find('|', at + 2))
+      description.replace(at, 1, "\\|");
+    md += fmt::format("| {} | {} | ", r.variant.name, description);
     for (const auto& c : kColumns) {
       const Json& value = row[c.group][c.key];
       csv += "," + (value.is_null() ? std::string() : value.dump());
