@@ -144,6 +144,16 @@ TEST(Metrics, PixelDiversityIsZeroForCopiesAndKnownForOpposites) {
   EXPECT_EQ(sample_diversity({{black, white}, {white}}).groups, 1) << "a single sample is no group";
 }
 
+TEST(Metrics, DiversityThroughATorchScriptDistanceNetwork) {
+  // distance.pt: mean |x - y| per pair, returned as LPIPS does ([N, 1, 1, 1]).
+  auto lpips = load_torchscript_distance(kFixtures + "/distance.pt");
+  const Tensor black = torch::full({3, 4, 4}, -1.0), white = torch::full({3, 4, 4}, 1.0);
+  const DiversityResult result = sample_diversity({{black, white, black}}, lpips.get());
+  EXPECT_EQ(result.measure, "lpips");
+  EXPECT_NEAR(result.mean, (2.0 + 0.0 + 2.0) / 3.0, 1e-6);
+  EXPECT_EQ(result.pairs, 3);
+}
+
 TEST(Metrics, TorchScriptSegmenterAndFeatureNetworkAreLoadedAndUsed) {
   // segmenter.pt: class = the dominant RGB channel, logits at half size (upsampled here).
   auto segmenter = load_torchscript_segmenter(kFixtures + "/segmenter.pt");

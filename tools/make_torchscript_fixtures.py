@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Write two tiny, deterministic TorchScript modules that the C++ tests load.
+"""Write three tiny, deterministic TorchScript modules that the C++ tests load.
 
 Usage: /usr/bin/python3 tools/make_torchscript_fixtures.py OUT_DIR [--check]
 
@@ -20,6 +20,10 @@ outputs can be worked out by hand:
                        per-channel population standard deviation (divide by S*S, not S*S - 1).
                 E.g. an image that is half 0 and half 1 in every channel gives
                 [0.5, 0.5, 0.5, 0.5, 0.5, 0.5]; a constant image c gives [c, c, c, 0, 0, 0].
+
+  distance.pt   input  two float32 [N, 3, H, W] images in [-1, 1] (LPIPS' convention)
+                output float32 [N, 1, 1, 1]: the mean absolute difference of each pair, shaped as
+                       LPIPS returns its distances (a stand-in with LPIPS' interface, not LPIPS).
 
 With --check the script loads both files back and runs them on a random input, asserting the
 output shapes (and the values against the rules above).  Run with /usr/bin/python3 (torch).
@@ -55,9 +59,17 @@ class ChannelStatsFeatures(torch.nn.Module):
         return torch.cat([mean, std], dim=1)
 
 
+class MeanAbsoluteDistance(torch.nn.Module):
+    """distance(x, y) = mean |x - y| per pair, as [N, 1, 1, 1] like LPIPS."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return (x - y).abs().mean(dim=[1, 2, 3]).reshape(-1, 1, 1, 1)
+
+
 FIXTURES = {
     "segmenter.pt": ChannelArgmaxSegmenter,
     "features.pt": ChannelStatsFeatures,
+    "distance.pt": MeanAbsoluteDistance,
 }
 
 
@@ -113,13 +125,16 @@ def check_fixtures(out_dir):
     half = torch.zeros(1, 3, 4, 4)
     half[:, :, :2] = 1.0
     expect(torch.allclose(features(half), torch.full((1, 6), 0.5)), "half 0 / half 1 example")
+    distance = torch.jit.load(os.path.join(out_dir, "distance.pt"))
+    a, b = torch.zeros(2, 3, 4, 4), torch.ones(2, 3, 4, 4)
+    expect(torch.equal(distance(a, b), torch.ones(2, 1, 1, 1)), "distance of 0 and 1 images")
     print(f"check passed: {out_dir}/segmenter.pt -> [N,3,H/2,W/2], "
-          f"{out_dir}/features.pt -> [N,6]")
+          f"{out_dir}/features.pt -> [N,6], {out_dir}/distance.pt -> [N,1,1,1]")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
-        description="Write the TorchScript test fixtures segmenter.pt and features.pt.")
+        description="Write the TorchScript test fixtures segmenter.pt, features.pt and distance.pt.")
     parser.add_argument("out_dir", metavar="OUT_DIR", help="directory to write them into")
     parser.add_argument("--check", action="store_true",
                         help="load both back and check output shapes on random input")
