@@ -12,6 +12,12 @@
 namespace iidm {
 namespace fs = std::filesystem;
 
+bool is_image_file(const fs::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  return fs::is_regular_file(path) && (ext == ".jpg" || ext == ".jpeg" || ext == ".png");
+}
+
 Eigen::MatrixXd to_eigen(const torch::Tensor& features) {
   if (features.dim() != 2) fail("features must be [n, d], got {}", fmt::join(features.sizes(), "x"));
   const torch::Tensor f = features.to(torch::kCPU, torch::kFloat64).contiguous();
@@ -33,11 +39,11 @@ torch::Tensor batched_features(FeatureNetwork& network, const std::vector<torch:
 namespace {
 // Names and byte sizes of the folder's images: a changed, added or removed file changes it.
 std::string listing_fingerprint(const std::vector<fs::path>& files) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  auto mix = [&h](const std::string& s) {
-    for (unsigned char c : s) h = (h ^ c) * 0x100000001b3ull;
-  };
-  for (const auto& f : files) mix(f.filename().string() + ":" + std::to_string(fs::file_size(f)) + ";");
+  uint64_t h = kFnv1aOffset;
+  for (const auto& f : files) {
+    const std::string entry = f.filename().string() + ":" + std::to_string(fs::file_size(f)) + ";";
+    h = fnv1a(entry.data(), entry.size(), h);
+  }
   return fmt::format("{}:{:016x}", files.size(), h);
 }
 }  // namespace
@@ -47,11 +53,8 @@ FeatureSet folder_features(FeatureNetwork& network, const std::string& dir, int 
                            const std::function<void(int64_t, int64_t)>& on_progress) {
   if (!fs::is_directory(dir)) fail("{}: not a folder of real images", dir);
   std::vector<fs::path> files;
-  for (const auto& e : fs::directory_iterator(dir)) {
-    std::string ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-    if (e.is_regular_file() && (ext == ".jpg" || ext == ".jpeg" || ext == ".png")) files.push_back(e.path());
-  }
+  for (const auto& e : fs::directory_iterator(dir))
+    if (is_image_file(e.path())) files.push_back(e.path());
   std::sort(files.begin(), files.end());
   if (files.size() < 2) fail("{}: needs at least 2 images for feature statistics, found {}", dir, files.size());
   const std::map<std::string, std::string> key{{"network", network.identity()},

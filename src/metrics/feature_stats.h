@@ -5,6 +5,7 @@
 #include <torch/types.h>
 
 #include <Eigen/Dense>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -20,6 +21,9 @@ struct FeatureSet {
   std::string identity;  // of the network
   bool from_cache = false;
 };
+
+// A .jpg/.jpeg/.png file (any case): what image folders are listed by.
+bool is_image_file(const std::filesystem::path& path);
 
 // [n, d] tensor -> Eigen (float64).
 Eigen::MatrixXd to_eigen(const torch::Tensor& features);

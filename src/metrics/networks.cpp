@@ -16,11 +16,11 @@ using torch::Tensor;
 std::string file_content_hash(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot read", path);
-  uint64_t h = 0xcbf29ce484222325ull;
+  uint64_t h = kFnv1aOffset;
   std::vector<char> buffer(1 << 20);
   while (in) {
     in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
-    for (std::streamsize i = 0; i < in.gcount(); ++i) h = (h ^ static_cast<uint8_t>(buffer[i])) * 0x100000001b3ull;
+    h = fnv1a(buffer.data(), static_cast<size_t>(in.gcount()), h);
   }
   return fmt::format("{:016x}", h);
 }

@@ -5,6 +5,7 @@
 // (torch::jit::load), with the input contracts below. Nothing is downloaded.
 #include <torch/types.h>
 
+#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -68,7 +69,13 @@ class DistanceNetwork {
 std::unique_ptr<DistanceNetwork> load_torchscript_distance(const std::string& path,
                                                            const torch::Device& device = torch::kCPU);
 
-// A 64-bit FNV-1a hash of a file's bytes, as 16 hex digits (identities of weight files).
+// 64-bit FNV-1a: `fnv1a(data, size, h)` continues hash `h` over more bytes.
+inline constexpr uint64_t kFnv1aOffset = 0xcbf29ce484222325ull;
+inline uint64_t fnv1a(const void* data, size_t size, uint64_t h = kFnv1aOffset) {
+  for (size_t i = 0; i < size; ++i) h = (h ^ static_cast<const unsigned char*>(data)[i]) * 0x100000001b3ull;
+  return h;
+}
+// fnv1a of a file's bytes, as 16 hex digits (identities of weight files).
 std::string file_content_hash(const std::string& path);
 
 }  // namespace iidm

@@ -66,12 +66,9 @@ ScoreListing list_score_items(const std::string& images_dir, const std::string& 
   }
   // An output without a label map cannot be scored: reported, not silently left out.
   std::vector<std::string> orphans;
-  for (const auto& e : fs::directory_iterator(images_dir)) {
-    std::string ext = e.path().extension().string();
-    std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-    if (!e.is_regular_file() || (ext != ".jpg" && ext != ".jpeg" && ext != ".png")) continue;
-    if (!fs::exists(fs::path(labels_dir) / (e.path().stem().string() + ".png"))) orphans.push_back(e.path().string());
-  }
+  for (const auto& e : fs::directory_iterator(images_dir))
+    if (is_image_file(e.path()) && !fs::exists(fs::path(labels_dir) / (e.path().stem().string() + ".png")))
+      orphans.push_back(e.path().string());
   std::sort(orphans.begin(), orphans.end());
   for (const auto& path : orphans)
     listing.failures.push_back(
