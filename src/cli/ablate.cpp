@@ -78,7 +78,7 @@ std::function<int()> add_ablate_command(CLI::App& app, const CommonOptions& comm
       v.flags = flags;
       v.files = g.files;
       v.files.validate();
-      v.pipeline = g.pipeline_options(common);
+      v.pipeline = g.pipeline_options(common, /*announce=*/false);
       v.stages = g.stages();
       v.seed = g.seed;
       v.description = describe(v.stages);
@@ -104,7 +104,8 @@ std::function<int()> add_ablate_command(CLI::App& app, const CommonOptions& comm
         run_ablation(variants, a->data, a->options, {segmenter.get(), features.get(), lpips.get()}, callbacks);
     if (bar) bar->finish();
     const std::string machine =
-        fmt::format("{}, {} threads, {}", cpu_model_name(), torch::get_num_threads(), a->gen.precision);
+        fmt::format("{}, {} threads, {}", cpu_model_name(), torch::get_num_threads(),
+                    precision_name(a->gen.pipeline_options(common, /*announce=*/false).precision));
     write_ablation_results(results, a->data, a->options, machine);
     fmt::print("wrote {0}/results.md, {0}/results.csv, {0}/results.json, {0}/grid.png\n", a->options.out_dir);
     bool ok = true;

@@ -45,6 +45,11 @@ std::function<int()> add_generate_command(CLI::App& app, const CommonOptions& co
     const auto start_time = std::chrono::steady_clock::now();
     const std::vector<Stage> stages = args->gen.stages();
     Pipeline pipeline = Pipeline::load(args->gen.files, args->gen.pipeline_options(common));
+    // A size the machine cannot hold is refused from the PNG header, before the map is decoded.
+    if (const auto dims = png_dimensions(args->mask)) {
+      const int64_t W = args->width > 0 ? args->width : dims->first, H = args->height > 0 ? args->height : dims->second;
+      pipeline.check_memory(args->samples, H, W, stages, args->mask);
+    }
     Tensor labels = read_label_map(args->mask, args->width, args->height)[0];
     check_label_range(labels, pipeline.config().unet.num_labels(), args->gen.ignore_label, args->mask);
     const int64_t H = labels.size(0), W = labels.size(1);

@@ -38,9 +38,15 @@ void GenerationOptions::add_to(CLI::App* cmd) {
   cmd->add_option("--color-transfer", color_transfer,
                   "Colour transfer between rounds: iidm-lab, reinhard, histogram, none");
   cmd->add_option("--clip-denoised", clip, "Clamp x0 predictions: auto, true, false");
-  cmd->add_option("--precision", precision, "fp32 or bf16 (bf16 with --channels-last is fastest on AMX CPUs)")
+  cmd->add_option("--precision", precision,
+                  "auto, fp32 or bf16 (auto: bf16 on CPUs with native bf16 (avx512_bf16, AMX), else fp32)")
       ->capture_default_str();
   cmd->add_flag("--channels-last", channels_last, "Run convolutions in NHWC memory format");
+  cmd->add_option("--tile", tile,
+                  "Run the autoencoder in overlapping tiles of this many pixels (e.g. 512): memory then grows with "
+                  "the tile, not the image; 0 = whole image")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   cmd->add_flag("--two-pass-guidance", two_pass_guidance, "Run cond and uncond as two forwards (as the references)");
   cmd->add_option("--ignore-label", ignore_label, "Label value meaning 'unlabelled' (zero vector)")
       ->capture_default_str();
@@ -98,11 +104,14 @@ std::vector<Stage> GenerationOptions::stages() const {
   return stages;
 }
 
-PipelineOptions GenerationOptions::pipeline_options(const CommonOptions& common) const {
+PipelineOptions GenerationOptions::pipeline_options(const CommonOptions& common, bool announce) const {
   PipelineOptions o;
   o.device = parse_device(common.device);
-  o.precision = parse_precision(precision);
+  const PrecisionChoice choice = resolve_precision(precision, o.device);
+  o.precision = choice.dtype;
+  if (announce) fmt::print(stderr, "precision: {} ({})\n", precision_name(choice.dtype), choice.reason);
   o.channels_last = channels_last;
+  o.tile = tile;
   o.batched_guidance = !two_pass_guidance;
   o.ignore_label = ignore_label;
   return o;

@@ -19,15 +19,17 @@ struct GenerationOptions {
   std::optional<std::string> respacing, sampler, color_transfer, clip;
   std::optional<double> strength, guidance, eta;
   std::optional<int> start_index, rounds;
-  std::string precision = "fp32";
+  std::string precision = "auto";
   bool channels_last = false, two_pass_guidance = false;
   int64_t ignore_label = 255;
+  int64_t tile = 0;
   uint64_t seed = 0;
 
   void add_to(CLI::App* cmd);
   // The preset's stages with the overrides applied; errors name the flag.
   std::vector<Stage> stages() const;
-  PipelineOptions pipeline_options(const CommonOptions& common) const;
+  // Resolves --precision auto for the device; `announce` prints the choice and why to stderr.
+  PipelineOptions pipeline_options(const CommonOptions& common, bool announce = true) const;
 };
 
 // configs/presets/NAME.json next to the executable's source tree, or a path.

@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
       {"evaluate", iidm::cli::add_evaluate_command(app, common)},
       {"score", iidm::cli::add_score_command(app, common)},
       {"ablate", iidm::cli::add_ablate_command(app, common)},
+      {"bench", iidm::cli::add_bench_command(app, common)},
   };
 
   try {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <opencv2/imgcodecs.hpp>
 #include <vector>
 
@@ -14,6 +15,19 @@
 
 namespace iidm {
 using torch::Tensor;
+
+std::optional<std::pair<int64_t, int64_t>> png_dimensions(const std::string& path) {
+  // Signature (8 bytes), then the IHDR chunk: length (4), "IHDR", width and height (big-endian).
+  std::ifstream in(path, std::ios::binary);
+  unsigned char head[24];
+  if (!in.read(reinterpret_cast<char*>(head), sizeof head)) return std::nullopt;
+  static const unsigned char kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (std::memcmp(head, kSignature, 8) != 0 || std::memcmp(head + 12, "IHDR", 4) != 0) return std::nullopt;
+  auto be32 = [&](int at) {
+    return (int64_t{head[at]} << 24) | (int64_t{head[at + 1]} << 16) | (int64_t{head[at + 2]} << 8) | head[at + 3];
+  };
+  return std::make_pair(be32(16), be32(20));
+}
 
 // ---------------------------------------------------------------------------------------------
 // PNG decoding with libpng, for palette PNGs: OpenCV expands the palette to colours, while the

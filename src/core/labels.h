@@ -4,7 +4,9 @@
 // them into the U-Net's conditioning (one-hot channels, SDM's instance edges). Errors name the file.
 #include <torch/types.h>
 
+#include <optional>
 #include <string>
+#include <utility>
 
 namespace iidm {
 
@@ -14,6 +16,10 @@ namespace iidm {
 // colour image whose channels are all equal is taken as grey; one with colour pixels is refused.
 // Other formats OpenCV decodes are read like grey ones.
 torch::Tensor read_label_map(const std::string& path, int width = 0, int height = 0);
+
+// The (width, height) a PNG file's header declares, read without decoding it (so an oversized map
+// can be refused before its pixels are allocated); nullopt for other formats and unreadable files.
+std::optional<std::pair<int64_t, int64_t>> png_dimensions(const std::string& path);
 
 // Refuses a label map with a value outside [0, num_labels) that is not `ignore_label`; the message
 // starts with `source_name` (the file) and gives the first bad value.

@@ -3,6 +3,10 @@
 #include <fstream>
 #include <sstream>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 namespace iidm {
 
 namespace {
@@ -37,6 +41,30 @@ bool reset_peak_rss() {
 std::string cpu_model_name() {
   const std::string name = field_of("/proc/cpuinfo", "model name");
   return name.empty() ? "unknown" : name;
+}
+
+bool cpu_has_flag(const std::string& flag) {
+  std::istringstream flags(field_of("/proc/cpuinfo", "flags"));
+  std::string f;
+  while (flags >> f)
+    if (f == flag) return true;
+  return false;
+}
+
+int64_t available_memory_bytes() {
+  std::istringstream value(field_of("/proc/meminfo", "MemAvailable"));
+  double kib = 0;
+  value >> kib;
+  return static_cast<int64_t>(kib * 1024);
+}
+
+int64_t allocator_free_bytes() {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || __GLIBC_MINOR__ >= 33)
+  const struct mallinfo2 info = mallinfo2();
+  return static_cast<int64_t>(info.fordblks);
+#else
+  return 0;
+#endif
 }
 
 }  // namespace iidm

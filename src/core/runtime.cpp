@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "core/process_stats.h"
 
 namespace iidm {
 
@@ -28,6 +29,28 @@ torch::ScalarType parse_precision(const std::string& name) {
   if (name == "bf16" || name == "bfloat16") return torch::kBFloat16;
   if (name == "fp16" || name == "float16") return torch::kFloat16;
   fail("unknown precision '{}' (expected fp32, bf16 or fp16)", name);
+}
+
+std::string precision_name(torch::ScalarType dtype) {
+  switch (dtype) {
+    case torch::kFloat32:
+      return "fp32";
+    case torch::kBFloat16:
+      return "bf16";
+    case torch::kFloat16:
+      return "fp16";
+    default:
+      return c10::toString(dtype);
+  }
+}
+
+bool cpu_has_native_bf16() { return cpu_has_flag("avx512_bf16") || cpu_has_flag("amx_bf16"); }
+
+PrecisionChoice resolve_precision(const std::string& name, const torch::Device& device) {
+  if (name != "auto") return {parse_precision(name), "as requested"};
+  if (!device.is_cpu()) return {torch::kFloat32, "auto: fp32 on " + device.str() + " (ask for bf16 or fp16 explicitly)"};
+  if (cpu_has_native_bf16()) return {torch::kBFloat16, "auto: this CPU computes bf16 natively"};
+  return {torch::kFloat32, "auto: this CPU has no native bf16 (no avx512_bf16 or AMX), where fp32 is faster"};
 }
 
 std::optional<int> env_int(const char* name) {

@@ -6,8 +6,12 @@
 namespace iidm {
 using torch::Tensor;
 
-Denoiser::Denoiser(std::vector<EnsembleMember> members, GuidanceOptions guidance, int64_t prediction_channels)
-    : members_(std::move(members)), guidance_(guidance), prediction_channels_(prediction_channels) {
+Denoiser::Denoiser(std::vector<EnsembleMember> members, GuidanceOptions guidance, int64_t prediction_channels,
+                   std::shared_ptr<ConditioningCache> cache)
+    : members_(std::move(members)),
+      guidance_(guidance),
+      prediction_channels_(prediction_channels),
+      cache_(std::move(cache)) {
   if (members_.empty()) fail("denoiser: no model given");
   double total = 0;
   for (const auto& m : members_) {
@@ -26,21 +30,33 @@ int Denoiser::forwards_per_call() const {
   return per_member * static_cast<int>(members_.size());
 }
 
-Tensor Denoiser::run_member(EnsembleMember& member, const Tensor& x, const Tensor& t, const Tensor& y) {
-  auto& model = member.model;
+Tensor Denoiser::run_member(size_t index, const Tensor& x, const Tensor& t, const Tensor& y_in) {
+  auto& model = members_[index].model;
+  // The label maps of each pass: built once per map (and their SPADE maps cached) with a cache,
+  // else per call as the references do.
+  ConditioningCache::Member* caches = nullptr;
+  Tensor y = y_in, zeros, pair;
+  if (cache_) {
+    cache_->bind(y_in, members_.size());
+    caches = &cache_->members_[index];
+    y = cache_->y_;
+  }
+  auto zero_map = [&] { return cache_ ? cache_->zeros_ : torch::zeros_like(y); };
   // s = 1 needs no unconditional pass (and s = 0 no conditional one).
-  if (guidance_.scale == 1.0) return model->forward(x, t, y);
-  if (guidance_.scale == 0.0) return model->forward(x, t, torch::zeros_like(y));
+  if (guidance_.scale == 1.0) return model->forward(x, t, y, caches ? &caches->cond : nullptr);
+  if (guidance_.scale == 0.0) return model->forward(x, t, zero_map(), caches ? &caches->uncond : nullptr);
   Tensor cond, uncond;
   if (guidance_.batched) {
     // One forward of batch 2N: the pair shares weights loads and fills the cores better.
-    Tensor out = model->forward(torch::cat({x, x}), torch::cat({t, t}), torch::cat({y, torch::zeros_like(y)}));
+    if (cache_ && !cache_->pair_.defined()) cache_->pair_ = torch::cat({y, cache_->zeros_});
+    const Tensor y_pair = cache_ ? cache_->pair_ : torch::cat({y, zero_map()});
+    Tensor out = model->forward(torch::cat({x, x}), torch::cat({t, t}), y_pair, caches ? &caches->pair : nullptr);
     auto halves = out.chunk(2, 0);
     cond = halves[0];
     uncond = halves[1];
   } else {
-    cond = model->forward(x, t, y);
-    uncond = model->forward(x, t, torch::zeros_like(y));
+    cond = model->forward(x, t, y, caches ? &caches->cond : nullptr);
+    uncond = model->forward(x, t, zero_map(), caches ? &caches->uncond : nullptr);
   }
   return apply_guidance(cond, uncond, guidance_.scale, prediction_channels_);
 }
@@ -48,15 +64,38 @@ Tensor Denoiser::run_member(EnsembleMember& member, const Tensor& x, const Tenso
 Tensor Denoiser::operator()(const Tensor& x, const Tensor& model_t, const Tensor& y) {
   torch::NoGradGuard no_grad;
   Tensor out;
-  for (auto& member : members_) {
-    Tensor o = run_member(member, x, model_t, y);
-    out = out.defined() ? out + member.weight * o : (members_.size() == 1 ? o : member.weight * o);
+  for (size_t i = 0; i < members_.size(); ++i) {
+    Tensor o = run_member(i, x, model_t, y);
+    const double w = members_[i].weight;
+    out = out.defined() ? out + w * o : (members_.size() == 1 ? o : w * o);
   }
+  if (cache_) cache_->note_size();
   return out;
 }
 
 ModelFn Denoiser::bind(Tensor y) {
   return [this, y = std::move(y)](const Tensor& x, const Tensor& t) { return (*this)(x, t, y); };
 }
+
+void ConditioningCache::bind(const Tensor& y, size_t members) {
+  // Same tensor (not merely equal values): the caller passes its one label map every step.
+  if (y_.defined() && y_.unsafeGetTensorImpl() == y.unsafeGetTensorImpl() && y_version_ == y._version() &&
+      members_.size() == members)
+    return;
+  y_ = y;
+  y_version_ = y._version();
+  zeros_ = torch::zeros_like(y);
+  pair_ = Tensor();
+  members_.clear();
+  members_.resize(members);
+}
+
+int64_t ConditioningCache::bytes() const {
+  int64_t total = 0;
+  for (const auto& m : members_) total += m.cond.bytes() + m.uncond.bytes() + m.pair.bytes();
+  return total;
+}
+
+void ConditioningCache::note_size() { peak_bytes_ = std::max(peak_bytes_, bytes()); }
 
 }  // namespace iidm

@@ -50,6 +50,13 @@ Pipeline::Pipeline(ModelConfig config, std::vector<UNetModel> unets, std::vector
   validate_ensemble_weights(weights_, unets_.size());
   if (config_.autoencoder.has_value() != static_cast<bool>(autoencoder_))
     fail("pipeline: the model config {} an autoencoder", config_.autoencoder ? "needs" : "has no");
+  if (options_.tile < 0) fail("pipeline: tile size must be >= 0 (0 = whole image), got {}", options_.tile);
+  if (options_.tile > 0 && autoencoder_) {
+    const int64_t f = config_.autoencoder->ddconfig.downsampling_factor();
+    if (options_.tile % f || options_.tile < 4 * f)
+      fail("pipeline: --tile {} must be a multiple of the autoencoder's factor {} and at least {}", options_.tile, f,
+           4 * f);
+  }
   for (auto& u : unets_) prepare_for_inference(*u, options_);
   if (autoencoder_) prepare_for_inference(*autoencoder_, options_);
 }
@@ -90,17 +97,53 @@ torch::MemoryFormat Pipeline::memory_format() const {
   return options_.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
 }
 
+MemoryQuery Pipeline::memory_query(int64_t batch, int64_t height, int64_t width,
+                                   const std::vector<Stage>& stages) const {
+  MemoryQuery q;
+  q.batch = batch;
+  q.height = height;
+  q.width = width;
+  q.element_bytes = static_cast<int64_t>(c10::elementSize(options_.precision));
+  q.guidance_pair = options_.batched_guidance && std::any_of(stages.begin(), stages.end(), [](const Stage& s) {
+                      return s.guidance != 1.0 && s.guidance != 0.0;
+                    });
+  q.cache_spade = options_.cache_spade;
+  q.tile = options_.tile;
+  return q;
+}
+
+void Pipeline::check_memory(int64_t batch, int64_t height, int64_t width, const std::vector<Stage>& stages,
+                            const std::string& what) const {
+  iidm::check_memory(config_, memory_query(batch, height, width, stages), options_.memory_limit, what);
+}
+
+TileOptions Pipeline::tile_options(bool decoding) const {
+  const int64_t f = config_.autoencoder->ddconfig.downsampling_factor();
+  TileOptions t;
+  if (options_.tile <= 0) return t;
+  // A quarter of the tile shared with each neighbour, in whole latent pixels.
+  const int64_t overlap = std::max<int64_t>(1, options_.tile / f / 4) * f;
+  t.tile = decoding ? options_.tile / f : options_.tile;
+  t.overlap = decoding ? overlap / f : overlap;
+  t.scale = decoding ? static_cast<double>(f) : 1.0 / f;
+  t.multiple = decoding ? 1 : f;
+  return t;
+}
+
 Tensor Pipeline::encode(const Tensor& images) {
   torch::NoGradGuard no_grad;
-  Tensor x = images.to(options_.device, options_.precision).contiguous(memory_format());
-  return autoencoder_->encode(x).to(torch::kFloat32).contiguous();
+  auto run = [&](const Tensor& x) {
+    return autoencoder_->encode(x.to(options_.device, options_.precision).contiguous(memory_format()));
+  };
+  return tiled_apply(run, images, tile_options(false)).contiguous();
 }
 
 Tensor Pipeline::decode(const Tensor& latents) {
   torch::NoGradGuard no_grad;
-  return autoencoder_->decode(latents.to(options_.precision).contiguous(memory_format()))
-      .to(torch::kFloat32)
-      .contiguous();
+  auto run = [&](const Tensor& z) {
+    return autoencoder_->decode(z.to(options_.device, options_.precision).contiguous(memory_format()));
+  };
+  return tiled_apply(run, latents, tile_options(true)).contiguous();
 }
 
 const GaussianDiffusion& Pipeline::chain(const std::string& respacing) {
@@ -144,6 +187,7 @@ struct Pipeline::Batch {
   Tensor known;                           // the image being edited, in the sampler's space, encoded once for all stages
   std::vector<at::Generator> generators;  // one per item, from its seed
   std::vector<EnsembleMember> members;
+  std::shared_ptr<ConditioningCache> spade;  // SPADE's maps for y, shared by the stages; null = off
 };
 
 Pipeline::Batch Pipeline::prepare_batch(const std::vector<GenerationItem>& items) const {
@@ -199,6 +243,7 @@ Pipeline::Batch Pipeline::prepare_batch(const std::vector<GenerationItem>& items
             .to(options_.device);
   }
   for (size_t i = 0; i < unets_.size(); ++i) b.members.push_back({unets_[i], weights_[i]});
+  if (options_.cache_spade) b.spade = std::make_shared<ConditioningCache>();
   return b;
 }
 
@@ -235,7 +280,7 @@ Tensor Pipeline::run_stage(Batch& b, const Tensor& current_in, const Stage& stag
   const Tensor x = starting_point(b, current, stage, chain, plan, stage_number);
 
   const int64_t C = config_.data_channels();
-  Denoiser denoiser(b.members, GuidanceOptions{stage.guidance, options_.batched_guidance}, C);
+  Denoiser denoiser(b.members, GuidanceOptions{stage.guidance, options_.batched_guidance}, C, b.spade);
   const ModelFn bound = denoiser.bind(b.y);
   std::vector<int64_t> visited;
   const ModelFn recorded = [&](const Tensor& xt, const Tensor& t) {
@@ -273,6 +318,9 @@ GenerationResult Pipeline::generate(const std::vector<GenerationItem>& items, co
                                     const Progress& progress) {
   torch::NoGradGuard no_grad;
   const int64_t total_steps = denoising_steps(stages);  // checks the stages against this model first
+  if (!items.empty() && items[0].labels.dim() == 2)     // before any work at this size
+    check_memory(static_cast<int64_t>(items.size()), items[0].labels.size(0), items[0].labels.size(1), stages,
+                 items[0].name);
   Batch batch = prepare_batch(items);
   GenerationResult result;
   Tensor current = batch.original;  // pixel images between stages; undefined = start from noise
@@ -283,6 +331,7 @@ GenerationResult Pipeline::generate(const std::vector<GenerationItem>& items, co
     });
   }
   result.images = current;
+  if (batch.spade) result.spade_cache_bytes = batch.spade->peak_bytes();
   return result;
 }
 

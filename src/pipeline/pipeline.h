@@ -15,6 +15,8 @@
 #include "core/labels.h"  // GenerationItem inputs: read_label_map, check_label_range
 #include "core/seed.h"    // GenerationItem::seed: derive_seed
 #include "diffusion/gaussian_diffusion.h"
+#include "autoencoder/tiling.h"
+#include "pipeline/memory.h"
 #include "pipeline/model_config.h"
 #include "pipeline/stage.h"
 #include "unet/unet.h"
@@ -27,6 +29,16 @@ struct PipelineOptions {
   bool channels_last = false;                     // NHWC convolutions (fastest with bf16 on AMX CPUs)
   bool batched_guidance = true;                   // cond + uncond in one forward
   int64_t ignore_label = 255;                     // "unlabelled" (sparse layouts): zero one-hot vector
+  // SPADE's γ/β computed once per label map and reused by every step and round (bit-identical;
+  // costs their memory, ~185 MiB bf16 per map at IIDM's size). Off: recomputed per forward.
+  bool cache_spade = true;
+  // Autoencoder tiles (autoencoder/tiling.h): side in image pixels, 0 = the whole image at once.
+  // Tiles share a quarter of their side with each neighbour; memory then grows with the tile, not
+  // the image.
+  int64_t tile = 0;
+  // generate() refuses, before any work, inputs whose estimated memory (pipeline/memory.h) exceeds
+  // this many bytes; 0 = what the machine has available.
+  int64_t memory_limit = 0;
 };
 
 // Files that make up a model: the config, one or more U-Net weights (per-step ensemble with
@@ -57,6 +69,7 @@ struct GenerationResult {
   int64_t denoising_steps = 0;
   // The model timesteps each stage visited, in order (for checking presets against the reference).
   std::vector<std::vector<int64_t>> stage_timesteps;
+  int64_t spade_cache_bytes = 0;  // the most the SPADE cache held (0 without it)
 };
 
 class Pipeline {
@@ -76,6 +89,17 @@ class Pipeline {
   // The denoising steps a generation with `stages` takes: what a progress bar counts.
   int64_t denoising_steps(const std::vector<Stage>& stages) const;
 
+  // The memory generating `batch` images of height x width with `stages` needs (an estimate), and
+  // the same check generate() makes first: an error naming `what`, the need and the flag that helps.
+  MemoryQuery memory_query(int64_t batch, int64_t height, int64_t width, const std::vector<Stage>& stages) const;
+  void check_memory(int64_t batch, int64_t height, int64_t width, const std::vector<Stage>& stages,
+                    const std::string& what) const;
+
+  // Latent models: pixel images [B, 3, H, W] in [-1, 1] to diffusion latents and back (float32),
+  // in tiles when options().tile > 0.
+  torch::Tensor encode(const torch::Tensor& images);
+  torch::Tensor decode(const torch::Tensor& latents);
+
   // Steps done and the total over all stages, after each denoising step.
   using Progress = std::function<void(int64_t done, int64_t total)>;
   // Generates a batch. All items share the size; a stage with strength < 1 needs `start`.
@@ -93,8 +117,7 @@ class Pipeline {
   // One stage: from `current` pixel images (undefined: pure noise) to the next ones.
   torch::Tensor run_stage(Batch& batch, const torch::Tensor& current, const Stage& stage, size_t stage_number,
                           GenerationResult& result, const std::function<void(int64_t)>& on_step);
-  torch::Tensor encode(const torch::Tensor& images);
-  torch::Tensor decode(const torch::Tensor& latents);
+  TileOptions tile_options(bool decoding) const;
   torch::MemoryFormat memory_format() const;
 
   ModelConfig config_;

@@ -36,7 +36,7 @@ class InputConv : public UNetLayer {
     weight = register_parameter("weight", init->weight.detach().clone());
     bias = register_parameter("bias", init->bias.detach().clone());
   }
-  Tensor forward(const Tensor& x, const Tensor&, const Tensor&) override {
+  Tensor forward(const Tensor& x, const LabelConditioning&, const Tensor&) override {
     return F::conv2d(x, weight, F::Conv2dFuncOptions().bias(bias).padding(1));
   }
   Tensor weight, bias;
@@ -51,7 +51,7 @@ class Downsample : public UNetLayer {
       fail("unet: average-pool downsampling cannot change channels ({} -> {})", channels, out_channels);
     }
   }
-  Tensor forward(const Tensor& x, const Tensor&, const Tensor&) override { return op ? op->forward(x) : avg_pool2x(x); }
+  Tensor forward(const Tensor& x, const LabelConditioning&, const Tensor&) override { return op ? op->forward(x) : avg_pool2x(x); }
   torch::nn::Conv2d op{nullptr};
 };
 
@@ -60,7 +60,7 @@ class Upsample : public UNetLayer {
   Upsample(int channels, bool use_conv, int out_channels) {
     if (use_conv) conv = register_module("conv", conv3x3(channels, out_channels));
   }
-  Tensor forward(const Tensor& x, const Tensor&, const Tensor&) override {
+  Tensor forward(const Tensor& x, const LabelConditioning&, const Tensor&) override {
     Tensor h = upsample_nearest2x(x);
     return conv ? conv->forward(h) : h;
   }
@@ -96,7 +96,7 @@ struct ResBlockParts {
 // beside them as in_norm / out_norm (which shifts the Sequential indices).
 class ResBlockBase : public UNetLayer {
  public:
-  Tensor forward(const Tensor& x_in, const Tensor& cond, const Tensor& emb) override {
+  Tensor forward(const Tensor& x_in, const LabelConditioning& cond, const Tensor& emb) override {
     Tensor h = torch::silu(norm_in(x_in, cond));
     Tensor x = x_in;
     if (p_.updown != Resample::kNone) {  // resample between the activation and the conv
@@ -117,8 +117,8 @@ class ResBlockBase : public UNetLayer {
 
  protected:
   explicit ResBlockBase(const ResBlockParts& p) : p_(p) {}
-  virtual Tensor norm_in(const Tensor& x, const Tensor& cond) = 0;
-  virtual Tensor norm_out(const Tensor& h, const Tensor& cond) = 0;
+  virtual Tensor norm_in(const Tensor& x, const LabelConditioning& cond) = 0;
+  virtual Tensor norm_out(const Tensor& h, const LabelConditioning& cond) = 0;
 
   // The children in the reference's order (out_layers, then skip_connection); `norm` (or nullptr)
   // becomes entry 0 of the Sequential.
@@ -166,8 +166,8 @@ class ResBlock : public ResBlockBase {
   }
 
  private:
-  Tensor norm_in(const Tensor& x, const Tensor&) override { return group_norm_f32(in_norm, x); }
-  Tensor norm_out(const Tensor& h, const Tensor&) override { return group_norm_f32(out_norm, h); }
+  Tensor norm_in(const Tensor& x, const LabelConditioning&) override { return group_norm_f32(in_norm, x); }
+  Tensor norm_out(const Tensor& h, const LabelConditioning&) override { return group_norm_f32(out_norm, h); }
   torch::nn::GroupNorm in_norm{nullptr}, out_norm{nullptr};
 };
 
@@ -184,8 +184,8 @@ class SDMResBlock : public ResBlockBase {
   }
 
  private:
-  Tensor norm_in(const Tensor& x, const Tensor& cond) override { return in_norm->forward(x, cond); }
-  Tensor norm_out(const Tensor& h, const Tensor& cond) override { return out_norm->forward(h, cond); }
+  Tensor norm_in(const Tensor& x, const LabelConditioning& cond) override { return in_norm->forward(x, cond.map, cond.cache); }
+  Tensor norm_out(const Tensor& h, const LabelConditioning& cond) override { return out_norm->forward(h, cond.map, cond.cache); }
   SPADEGroupNorm in_norm{nullptr}, out_norm{nullptr};
 };
 
@@ -199,7 +199,7 @@ class AttentionBlock : public UNetLayer {
     proj_out = register_module("proj_out", torch::nn::Conv1d(torch::nn::Conv1dOptions(channels, channels, 1)));
   }
 
-  Tensor forward(const Tensor& x_in, const Tensor&, const Tensor&) override {
+  Tensor forward(const Tensor& x_in, const LabelConditioning&, const Tensor&) override {
     const auto sizes = x_in.sizes();
     const int64_t b = sizes[0], c = sizes[1];
     Tensor x = x_in.reshape({b, c, -1});                     // [B, C, T]
@@ -239,7 +239,7 @@ class TimestepEmbedSequential : public UNetLayer {
   void append(std::shared_ptr<UNetLayer> layer) {
     layers_.push_back(register_module(std::to_string(layers_.size()), std::move(layer)));
   }
-  Tensor forward(const Tensor& x, const Tensor& cond, const Tensor& emb) override {
+  Tensor forward(const Tensor& x, const LabelConditioning& cond, const Tensor& emb) override {
     Tensor h = x;
     for (auto& layer : layers_) h = layer->forward(h, cond, emb);
     return h;
@@ -265,13 +265,69 @@ SPADEGroupNormImpl::SPADEGroupNormImpl(int norm_channels, int label_channels) {
   mlp_beta = register_module("mlp_beta", conv3x3(kHidden, norm_channels));
 }
 
-Tensor SPADEGroupNormImpl::forward(const Tensor& x, const Tensor& segmap) {
-  Tensor normalized = group_norm_f32(norm, x);
-  Tensor seg = F::interpolate(
-      segmap.to(x.scalar_type()),
-      F::InterpolateFuncOptions().size(std::vector<int64_t>{x.size(2), x.size(3)}).mode(torch::kNearest));
+std::pair<Tensor, Tensor> SPADEGroupNormImpl::modulation(const Tensor& segmap, int64_t height, int64_t width,
+                                                          torch::ScalarType dtype) {
+  Tensor seg = F::interpolate(segmap.to(dtype),
+                              F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width}).mode(torch::kNearest));
   Tensor actv = torch::relu(mlp_shared_conv->forward(seg));
-  return normalized * (1 + mlp_gamma->forward(actv)) + mlp_beta->forward(actv);
+  return {1 + mlp_gamma->forward(actv), mlp_beta->forward(actv)};
+}
+
+Tensor SPADEGroupNormImpl::forward(const Tensor& x, const Tensor& segmap, SpadeCache* cache) {
+  Tensor normalized = group_norm_f32(norm, x);
+  if (!cache) {
+    auto [scale, shift] = modulation(segmap, x.size(2), x.size(3), x.scalar_type());
+    return normalized * scale + shift;
+  }
+  const auto& [scale, shift] = cache->next([&] { return modulation(segmap, x.size(2), x.size(3), x.scalar_type()); });
+  return normalized * scale + shift;
+}
+
+int64_t SpadeCache::bytes() const {
+  int64_t total = 0;
+  for (const auto& [scale, shift] : maps_) total += scale.nbytes() + shift.nbytes();
+  return total;
+}
+
+void SpadeCache::clear() {
+  owner_ = nullptr;
+  key_ = Tensor();
+  key_version_ = -1;
+  complete_ = false;
+  cursor_ = 0;
+  maps_.clear();
+}
+
+void SpadeCache::begin(const void* owner, const Tensor& y, torch::ScalarType dtype) {
+  if (torch::GradMode::is_enabled())
+    fail("unet: the SPADE cache is for inference (run under torch::NoGradGuard); training needs the gradients");
+  const bool same = complete_ && owner_ == owner && key_.defined() &&
+                    key_.unsafeGetTensorImpl() == y.unsafeGetTensorImpl() && key_version_ == y._version() &&
+                    dtype_ == dtype;
+  if (!same) {
+    clear();
+    owner_ = owner;
+    key_ = y;
+    key_version_ = y._version();
+    dtype_ = dtype;
+  }
+  cursor_ = 0;
+}
+
+const std::pair<Tensor, Tensor>& SpadeCache::next(const std::function<std::pair<Tensor, Tensor>()>& compute) {
+  if (complete_) {
+    if (cursor_ >= maps_.size()) fail("unet: SPADE cache visited by more layers than it was filled by");
+    return maps_[cursor_++];
+  }
+  maps_.push_back(compute());
+  ++cursor_;
+  return maps_.back();
+}
+
+void SpadeCache::finish() {
+  if (complete_ && cursor_ != maps_.size())
+    fail("unet: SPADE cache holds {} layers' maps but the forward used {}", maps_.size(), cursor_);
+  complete_ = true;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,7 +448,8 @@ Tensor UNetModelImpl::forward(const Tensor& x, const Tensor& timesteps, const Te
   const auto dtype = out_conv->weight.scalar_type();
   Tensor emb = timestep_embedding(timesteps, c.model_channels).to(dtype);
   emb = time_embed_2->forward(torch::silu(time_embed_0->forward(emb)));
-  Tensor cond = y.to(dtype);
+  if (spade_cache) spade_cache->begin(this, y, dtype);
+  const LabelConditioning cond{y.to(dtype), spade_cache};
   Tensor h = x.to(dtype);
   std::vector<Tensor> hs;
   hs.reserve(inputs_.size());
@@ -407,6 +464,7 @@ Tensor UNetModelImpl::forward(const Tensor& x, const Tensor& timesteps, const Te
     h = block->forward(h, cond, emb);
   }
   h = out_conv->forward(torch::silu(group_norm_f32(out_norm, h)));
+  if (spade_cache) spade_cache->finish();
   return h.to(x.scalar_type());
 }
 

@@ -1,0 +1,388 @@
+#include "pipeline/benchmark.h"
+
+#include <torch/csrc/autograd/profiler_legacy.h>
+#include <torch/version.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+
+#include "core/error.h"
+#include "core/image.h"
+#include "core/labels.h"
+#include "core/process_stats.h"
+#include "core/runtime.h"
+#include "core/state_dict.h"
+#include "pipeline/denoiser.h"
+
+namespace iidm {
+using torch::Tensor;
+
+namespace {
+
+const std::vector<std::string> kParts{"machine", "peak",   "unet",     "pair",      "encode", "decode",
+                                      "preset",  "memory", "generate", "agreement"};
+
+bool wants(const BenchOptions& o, const std::string& part) {
+  return std::find(o.parts.begin(), o.parts.end(), part) != o.parts.end();
+}
+
+void synchronize(const torch::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize();
+}
+
+// Median wall seconds of `runs` calls after one warm-up call (oneDNN primitive creation, the
+// allocator's first touch).
+double median_seconds(const std::function<void()>& fn, int runs, const torch::Device& device) {
+  fn();
+  synchronize(device);
+  std::vector<double> seconds;
+  for (int r = 0; r < runs; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    synchronize(device);
+    seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::sort(seconds.begin(), seconds.end());
+  return seconds[seconds.size() / 2];
+}
+
+double round_to(double v, int digits) {
+  const double scale = std::pow(10.0, digits);
+  return std::round(v * scale) / scale;
+}
+
+// A label map of rectangles of random classes (a layout's statistics matter little for speed).
+Tensor random_layout(int64_t height, int64_t width, int num_labels, uint64_t seed) {
+  auto gen = at::detail::createCPUGenerator(seed);
+  Tensor coarse = torch::randint(0, num_labels, {1, 1, 6, 8}, gen, torch::kInt64).to(torch::kFloat32);
+  namespace F = torch::nn::functional;
+  return F::interpolate(coarse, F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width}).mode(torch::kNearest))
+      .to(torch::kInt64)[0][0];
+}
+
+// The 3x3 convolution 320 -> 320 at 64x64, channels-last: the kind of layer most of a U-Net's time
+// goes to, at the library's best; GFLOP/s.
+double conv_peak(torch::ScalarType dtype, const torch::Device& device, int runs) {
+  torch::NoGradGuard no_grad;
+  const auto cl = torch::MemoryFormat::ChannelsLast;
+  Tensor x = torch::randn({1, 320, 64, 64}).to(device, dtype).contiguous(cl);
+  Tensor w = (torch::randn({320, 320, 3, 3}) * 0.05).to(device, dtype).contiguous(cl);
+  const double flops = 2.0 * 320 * 320 * 9 * 64 * 64;
+  const double s = median_seconds([&] { torch::conv2d(x, w, {}, 1, 1); }, std::max(runs, 5), device);
+  return flops / s / 1e9;
+}
+
+struct Models {
+  ModelConfig config;
+  UNetModel unet{nullptr};
+  std::unique_ptr<Pipeline> pipeline;
+};
+
+Models build_models(const BenchOptions& o, const PipelineOptions& po) {
+  Models m;
+  m.config = ModelConfig::from_file(o.files.config);
+  m.unet = UNetModel(m.config.unet);
+  if (!o.files.unets.empty()) load_state_dict(*m.unet, o.files.unets.front());
+  Autoencoder ae{nullptr};
+  if (m.config.autoencoder) {
+    ae = Autoencoder(*m.config.autoencoder);
+    if (!o.files.autoencoder.empty()) {
+      LoadOptions lo;
+      lo.allow_unexpected = true;
+      load_state_dict(*ae, o.files.autoencoder, lo);
+    }
+  }
+  m.pipeline = std::make_unique<Pipeline>(m.config, std::vector<UNetModel>{m.unet}, std::vector<double>{}, ae, po);
+  return m;
+}
+
+struct GenerationInputs {
+  Tensor labels, start;
+};
+
+GenerationInputs generation_inputs(const BenchOptions& o, const ModelConfig& config) {
+  GenerationInputs in;
+  in.labels = o.mask.empty() ? random_layout(o.height, o.width, config.unet.num_labels(), o.seed + 1)
+                             : read_label_map(o.mask, static_cast<int>(o.width), static_cast<int>(o.height))[0];
+  if (!o.style.empty())
+    in.start = read_image(o.style, static_cast<int>(o.width), static_cast<int>(o.height))[0];
+  else if (config.autoencoder)
+    in.start = torch::rand({3, o.height, o.width}, at::detail::createCPUGenerator(o.seed + 2)) * 2 - 1;
+  return in;
+}
+
+GenerationResult generate_once(Pipeline& pipeline, const GenerationInputs& in, const BenchOptions& o) {
+  GenerationItem item;
+  item.name = "bench";
+  item.labels = in.labels;
+  item.start = in.start;
+  item.seed = o.seed;
+  return pipeline.generate({item}, o.stages);
+}
+
+double psnr_8bit(const Tensor& a, const Tensor& b) {
+  auto to8 = [](const Tensor& t) { return ((t.clamp(-1, 1) + 1) * 127.5).round(); };
+  const double mse = (to8(a) - to8(b)).pow(2).mean().item<double>();
+  return mse == 0 ? INFINITY : 10 * std::log10(255.0 * 255.0 / mse);
+}
+
+}  // namespace
+
+void BenchOptions::validate() const {
+  if (files.config.empty()) fail("bench: a model config is needed (--model)");
+  if (height < 1 || width < 1) fail("bench: size must be positive, got {}x{}", width, height);
+  if (runs < 1) fail("bench: --runs must be at least 1, got {}", runs);
+  for (const auto& p : parts)
+    if (std::find(kParts.begin(), kParts.end(), p) == kParts.end())
+      fail("bench: unknown part '{}' (known: {})", p, fmt::join(kParts, ", "));
+  if ((wants(*this, "preset") || wants(*this, "generate") || wants(*this, "agreement")) && stages.empty())
+    fail("bench: the preset, generate and agreement parts need a preset");
+}
+
+double count_flops(const std::function<void()>& fn) {
+  namespace prof = torch::autograd::profiler;
+  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::CPU,
+                                                     /*report_input_shapes=*/true, /*profile_memory=*/false,
+                                                     /*with_stack=*/false, /*with_flops=*/true);
+  prof::enableProfilerLegacy(config);
+  try {
+    fn();
+  } catch (...) {
+    prof::disableProfilerLegacy();
+    throw;
+  }
+  double total = 0;
+  for (auto& events : prof::disableProfilerLegacy())
+    for (auto& e : events)
+      if (e.kind() == prof::EventKind::PushRange) total += static_cast<double>(e.flops());
+  return total;
+}
+
+void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
+  o.validate();
+  torch::NoGradGuard no_grad;
+  const PipelineOptions& po = o.pipeline;
+  const torch::Device device = po.device;
+  const std::string precision = precision_name(po.precision);
+
+  if (wants(o, "machine")) {
+    const char* malloc_mode = std::getenv("IIDM_MALLOC");
+    BenchRecord r{{"bench", "machine"},
+                  {"cpu", cpu_model_name()},
+                  {"threads", torch::get_num_threads()},
+                  {"native_bf16", cpu_has_native_bf16()},
+                  {"allocator", malloc_mode && *malloc_mode ? malloc_mode : "tuned"},
+                  {"torch", TORCH_VERSION},
+                  {"device", device.str()},
+                  {"available_gib", round_to(available_memory_bytes() / 1073741824.0, 1)}};
+    sink(r);
+  }
+
+  // The machine's conv peaks, measured now: every fraction below is of these.
+  double peak_fp32 = 0, peak_bf16 = 0;
+  auto peak_of = [&](torch::ScalarType dtype) {
+    double& slot = dtype == torch::kBFloat16 ? peak_bf16 : peak_fp32;
+    if (slot == 0) slot = conv_peak(dtype == torch::kBFloat16 ? torch::kBFloat16 : torch::kFloat32, device, o.runs);
+    return slot;
+  };
+  if (wants(o, "peak")) {
+    for (auto dtype : {torch::kFloat32, torch::kBFloat16})
+      sink(BenchRecord{{"bench", "peak"},
+                       {"op", "conv3x3 320->320 64x64 channels-last"},
+                       {"precision", precision_name(dtype)},
+                       {"gflops", round_to(peak_of(dtype), 1)}});
+  }
+
+  if (wants(o, "memory")) {
+    // The estimate generate() checks against (pipeline/memory.h), for this size, precision and tile.
+    const ModelConfig config = ModelConfig::from_file(o.files.config);
+    MemoryQuery q;
+    q.height = o.height;
+    q.width = o.width;
+    q.element_bytes = static_cast<int64_t>(c10::elementSize(po.precision));
+    q.guidance_pair = po.batched_guidance;
+    q.cache_spade = po.cache_spade;
+    q.tile = po.tile;
+    const MemoryEstimate m = estimate_memory(config, q);
+    auto mib = [](int64_t b) { return round_to(b / 1048576.0, 0); };
+    sink(BenchRecord{{"bench", "memory"},
+                     {"size", fmt::format("{}x{}", o.width, o.height)},
+                     {"precision", precision},
+                     {"tile", po.tile},
+                     {"peak_mib", mib(m.peak())},
+                     {"unet_mib", mib(m.unet)},
+                     {"spade_cache_mib", mib(m.spade_cache)},
+                     {"encode_mib", mib(m.encode)},
+                     {"decode_mib", mib(m.decode)},
+                     {"available_mib", mib(available_memory_bytes())}});
+  }
+
+  const bool needs_models = wants(o, "unet") || wants(o, "pair") || wants(o, "encode") || wants(o, "decode") ||
+                            wants(o, "preset") || wants(o, "generate");
+  if (!needs_models && !wants(o, "agreement")) return;
+  Models m = needs_models ? build_models(o, po) : Models{};
+
+  double unet_cached = 0, unet_first = 0, pair_cached = 0, pair_first = 0, encode_s = 0, decode_s = 0;
+  if (needs_models) {
+    const int64_t f = m.config.autoencoder ? m.config.autoencoder->ddconfig.downsampling_factor() : 1;
+    const int64_t h = o.height / f, w = o.width / f;
+    const auto memory_format = po.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
+    const int C = m.config.unet.in_channels;
+    auto unet_inputs = [&](int64_t n) {
+      Tensor x = torch::randn({n, C, h, w}, at::detail::createCPUGenerator(o.seed)).to(device).contiguous(memory_format);
+      Tensor labels = random_layout(h, w, m.config.unet.num_labels(), o.seed + 1).unsqueeze(0).expand({n, h, w});
+      Tensor y = one_hot_labels(labels.contiguous(), m.config.unet.num_labels()).to(device);
+      Tensor t = torch::full({n}, 500, torch::kInt64).to(device);
+      return std::make_tuple(x, y, t);
+    };
+    auto time_unet = [&](int64_t n, const std::string& part) {
+      Tensor x, y, t;
+      std::tie(x, y, t) = unet_inputs(n);
+      const double peak = peak_of(po.precision);
+      // Without the cache: every forward computes SPADE's maps (the first step of an image).
+      const double flops_off = count_flops([&] { m.unet->forward(x, t, y); });
+      const double off = median_seconds([&] { m.unet->forward(x, t, y); }, o.runs, device);
+      // With it: filled once, then every later step reuses it.
+      SpadeCache cache;
+      reset_peak_rss();
+      m.unet->forward(x, t, y, &cache);
+      const double flops_on = count_flops([&] { m.unet->forward(x, t, y, &cache); });
+      const double on = median_seconds([&] { m.unet->forward(x, t, y, &cache); }, o.runs, device);
+      for (int cached = 0; cached < 2; ++cached) {
+        const double s = cached ? on : off, flops = cached ? flops_on : flops_off;
+        BenchRecord r{{"bench", part},
+                      {"shape", fmt::format("{}x{}x{}x{}", n, C, h, w)},
+                      {"precision", precision},
+                      {"channels_last", po.channels_last},
+                      {"spade", cached ? "cached" : "computed"},
+                      {"median_s", round_to(s, 4)},
+                      {"gflop", round_to(flops / 1e9, 1)},
+                      {"gflops", round_to(flops / s / 1e9, 1)},
+                      {"peak_fraction", round_to(flops / s / 1e9 / peak, 3)}};
+        if (cached) {
+          r["spade_cache_mib"] = round_to(cache.bytes() / 1048576.0, 1);
+          r["peak_rss_mib"] = round_to(peak_rss_mib(), 0);
+        }
+        sink(r);
+      }
+      return std::make_pair(on, off);
+    };
+    if (wants(o, "unet") || wants(o, "preset")) std::tie(unet_cached, unet_first) = time_unet(1, "unet");
+    if (wants(o, "pair") || wants(o, "preset")) {
+      std::tie(pair_cached, pair_first) = time_unet(2, "pair");
+      if (unet_cached > 0)
+        sink(BenchRecord{{"bench", "pair_ratio"},
+                         {"precision", precision},
+                         {"pair_over_single", round_to(pair_cached / unet_cached, 3)}});
+    }
+    if (m.config.autoencoder && (wants(o, "encode") || wants(o, "decode") || wants(o, "preset"))) {
+      Tensor images = torch::rand({1, 3, o.height, o.width}, at::detail::createCPUGenerator(o.seed)) * 2 - 1;
+      Tensor latents;
+      for (const char* part : {"encode", "decode"}) {
+        const bool enc = std::string(part) == "encode";
+        if (!wants(o, part) && !wants(o, "preset")) continue;
+        if (!latents.defined()) latents = m.pipeline->encode(images);
+        reset_peak_rss();
+        const auto fn = [&] { enc ? m.pipeline->encode(images) : m.pipeline->decode(latents); };
+        const double flops = count_flops(fn);
+        const double s = median_seconds(fn, o.runs, device);
+        (enc ? encode_s : decode_s) = s;
+        MemoryQuery q = m.pipeline->memory_query(1, o.height, o.width, {});
+        const MemoryEstimate est = estimate_memory(m.config, q);
+        sink(BenchRecord{{"bench", part},
+                         {"size", fmt::format("{}x{}", o.width, o.height)},
+                         {"precision", precision},
+                         {"tile", po.tile},
+                         {"median_s", round_to(s, 4)},
+                         {"gflop", round_to(flops / 1e9, 1)},
+                         {"gflops", round_to(flops / s / 1e9, 1)},
+                         {"peak_fraction", round_to(flops / s / 1e9 / peak_of(po.precision), 3)},
+                         {"peak_rss_mib", round_to(peak_rss_mib(), 0)},
+                         {"estimated_mib", round_to((enc ? est.encode : est.decode) / 1048576.0, 0)}});
+      }
+    }
+    if (wants(o, "preset")) {
+      // Seconds per image from the parts: per round an encode (latent models start each round
+      // from an image), its steps and a decode; SPADE's maps are filled once per image.
+      double seconds = 0;
+      int64_t forwards = 0, steps = 0;
+      bool paired = false;
+      for (const auto& stage : o.stages) {
+        const int64_t n = m.pipeline->denoising_steps({stage});
+        const bool pair = stage.guidance != 1.0 && stage.guidance != 0.0;
+        paired = paired || pair;
+        steps += n;
+        forwards += n * (pair ? 2 : 1);
+        seconds += n * (pair ? (po.batched_guidance ? pair_cached : 2 * unet_cached) : unet_cached) +
+                   (m.config.autoencoder ? encode_s + decode_s : 0);
+      }
+      seconds += paired ? pair_first - pair_cached : unet_first - unet_cached;
+      sink(BenchRecord{{"bench", "preset"},
+                       {"preset", o.preset_name},
+                       {"size", fmt::format("{}x{}", o.width, o.height)},
+                       {"precision", precision},
+                       {"steps", steps},
+                       {"nfe", forwards},
+                       {"estimated_s_per_image", round_to(seconds, 2)},
+                       {"images_per_hour", round_to(3600 / seconds, 1)}});
+    }
+    if (wants(o, "generate")) {
+      const GenerationInputs in = generation_inputs(o, m.config);
+      const MemoryEstimate est = estimate_memory(m.config, m.pipeline->memory_query(1, o.height, o.width, o.stages));
+      reset_peak_rss();
+      const auto start = std::chrono::steady_clock::now();
+      const GenerationResult result = generate_once(*m.pipeline, in, o);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      sink(BenchRecord{{"bench", "generate"},
+                       {"preset", o.preset_name},
+                       {"size", fmt::format("{}x{}", o.width, o.height)},
+                       {"precision", precision},
+                       {"nfe", result.unet_forwards_per_image},
+                       {"seconds", round_to(s, 2)},
+                       {"images_per_hour", round_to(3600 / s, 1)},
+                       {"spade_cache_mib", round_to(result.spade_cache_bytes / 1048576.0, 1)},
+                       {"peak_rss_mib", round_to(peak_rss_mib(), 0)},
+                       {"estimated_peak_mib", round_to(est.peak() / 1048576.0, 0)}});
+    }
+    m.pipeline.reset();
+  }
+
+  if (wants(o, "agreement")) {
+    // The same weights and seeds in fp32 and bf16: one U-Net forward, then whole images.
+    PipelineOptions fp32 = po, bf16 = po;
+    fp32.precision = torch::kFloat32;
+    bf16.precision = torch::kBFloat16;
+    Models a = build_models(o, fp32), b = build_models(o, bf16);
+    const int64_t f = a.config.autoencoder ? a.config.autoencoder->ddconfig.downsampling_factor() : 1;
+    const int64_t h = o.height / f, w = o.width / f;
+    Tensor x = torch::randn({1, a.config.unet.in_channels, h, w}, at::detail::createCPUGenerator(o.seed)).to(device);
+    Tensor y = one_hot_labels(random_layout(h, w, a.config.unet.num_labels(), o.seed + 1).unsqueeze(0),
+                              a.config.unet.num_labels())
+                   .to(device);
+    Tensor t = torch::full({1}, 500, torch::kInt64).to(device);
+    const Tensor out_a = a.unet->forward(x, t, y).to(torch::kFloat32);
+    const Tensor out_b = b.unet->forward(x, t, y).to(torch::kFloat32);
+    const double relative = ((out_a - out_b).norm() / out_a.norm()).item<double>();
+    const GenerationInputs in = generation_inputs(o, a.config);
+    const Tensor image_a = generate_once(*a.pipeline, in, o).images;
+    const Tensor image_b = generate_once(*b.pipeline, in, o).images;
+    sink(BenchRecord{{"bench", "agreement"},
+                     {"size", fmt::format("{}x{}", o.width, o.height)},
+                     {"preset", o.preset_name},
+                     {"unet_relative_difference", round_to(relative, 5)},
+                     {"image_psnr_db", round_to(psnr_8bit(image_a, image_b), 2)}});
+  }
+}
+
+std::string describe_record(const BenchRecord& r) {
+  std::string line = r.value("bench", "?");
+  for (auto it = r.begin(); it != r.end(); ++it) {
+    if (it.key() == "bench") continue;
+    line += fmt::format("  {}={}", it.key(), it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+  }
+  return line;
+}
+
+}  // namespace iidm

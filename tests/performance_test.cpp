@@ -1,0 +1,283 @@
+// The speed work of [7/8] must not change results: SPADE's cached maps give the same outputs as
+// computing them; bf16 agrees with fp32 within the stated tolerance; tiled autoencoding equals
+// untiled where a network is local and stays close where it is not; an input too large for the
+// machine is refused before any work, with what it needs and the flag that tiles.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "autoencoder/tiling.h"
+#include "core/image.h"
+#include "core/labels.h"
+#include "core/state_dict.h"
+#include "pipeline/memory.h"
+#include "pipeline/pipeline.h"
+#include "test_util.h"
+#include "tiny_models.h"
+
+namespace iidm {
+namespace {
+using torch::indexing::Slice;
+using torch::Tensor;
+
+const std::string kDemo = std::string(IIDM_SOURCE_DIR) + "/models/demo/";
+
+Tensor random_one_hot(int64_t n, int classes, int64_t h, int64_t w, uint64_t seed) {
+  torch::manual_seed(seed);
+  // Blocks of classes, and a few unlabelled (255) pixels, as a sparse layout has.
+  Tensor labels = torch::randint(0, classes, {n, 1, h / 4, w / 4}).repeat_interleave(4, 2).repeat_interleave(4, 3)[0];
+  labels = labels.expand({n, h, w}).contiguous();
+  labels.index_put_({Slice(), Slice(0, 2), Slice()}, 255);
+  return one_hot_labels(labels, classes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SPADE cache
+
+class SpadeCacheTest : public ::testing::TestWithParam<torch::ScalarType> {};
+
+TEST_P(SpadeCacheTest, CachedMapsGiveTheSameOutputsAsComputedOnes) {
+  torch::manual_seed(0);
+  UNetModel unet(test::tiny_unet_config(29));
+  test::randomize(*unet);
+  unet->eval();
+  unet->to(GetParam());
+  torch::NoGradGuard no_grad;
+  const Tensor y = random_one_hot(2, 29, 16, 24, 1);
+  auto x_at = [](uint64_t seed) {
+    torch::manual_seed(seed);
+    return torch::randn({2, 3, 16, 24});
+  };
+  const Tensor t = torch::tensor({900, 20}, torch::kInt64);
+
+  SpadeCache cache;
+  // The first call fills the cache, later calls (other x and t, as the steps of a run) reuse it.
+  EXPECT_TRUE(torch::equal(unet->forward(x_at(1), t, y, &cache), unet->forward(x_at(1), t, y)));
+  EXPECT_TRUE(cache.filled());
+  EXPECT_GT(cache.bytes(), 0);
+  const int64_t filled_bytes = cache.bytes();
+  for (uint64_t step = 2; step < 5; ++step)
+    EXPECT_TRUE(torch::equal(unet->forward(x_at(step), t - 10 * static_cast<int64_t>(step), y, &cache),
+                             unet->forward(x_at(step), t - 10 * static_cast<int64_t>(step), y)))
+        << "step " << step;
+  EXPECT_EQ(cache.bytes(), filled_bytes);  // reused, not grown
+
+  // Another map (another tensor), or the same tensor changed in place, refills it.
+  const Tensor other = random_one_hot(2, 29, 16, 24, 7);
+  EXPECT_TRUE(torch::equal(unet->forward(x_at(5), t, other, &cache), unet->forward(x_at(5), t, other)));
+  Tensor changed = y.clone();
+  EXPECT_TRUE(torch::equal(unet->forward(x_at(6), t, changed, &cache), unet->forward(x_at(6), t, y)));
+  changed.mul_(0);  // the unconditional map
+  EXPECT_TRUE(torch::equal(unet->forward(x_at(6), t, changed, &cache), unet->forward(x_at(6), t, torch::zeros_like(y))));
+  cache.clear();
+  EXPECT_EQ(cache.bytes(), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Precisions, SpadeCacheTest, ::testing::Values(torch::kFloat32, torch::kBFloat16),
+                         [](const auto& info) { return info.param == torch::kFloat32 ? "fp32" : "bf16"; });
+
+TEST(SpadeCache, IsRefusedWhileGradientsAreRecorded) {
+  UNetModel unet(test::tiny_unet_config(29));
+  SpadeCache cache;
+  test::expect_error([&] { unet->forward(torch::randn({1, 3, 8, 8}), torch::tensor({5}), random_one_hot(1, 29, 8, 8, 0), &cache); },
+                     {"SPADE cache is for inference"});
+}
+
+// The whole pipeline, with guidance (batched pair and two passes) and two rounds sharing the cache.
+TEST(SpadeCache, PipelineImagesEqualWithAndWithoutTheCache) {
+  test::TempDir dir;
+  const test::TinyModel model = test::write_tiny_model(dir, true);
+  std::ofstream(dir.file("preset.json")) << R"({"stages": [
+    {"respacing": "ddim10", "sampler": "ddim", "strength": 0.7, "guidance": 3},
+    {"respacing": "ddim10", "sampler": "dpm++2m", "strength": 0.3, "guidance": 2, "color_transfer": "iidm-lab"}]})";
+  const auto stages = Preset::from_file(dir.file("preset.json")).stages;
+  GenerationItem item;
+  item.name = "a";
+  torch::manual_seed(3);
+  item.labels = torch::randint(0, 29, {6, 8}).repeat_interleave(4, 0).repeat_interleave(4, 1).contiguous();
+  item.start = torch::rand({3, 24, 32}) * 2 - 1;
+  item.seed = 11;
+  for (bool batched : {true, false}) {
+    PipelineOptions on, off;
+    on.batched_guidance = off.batched_guidance = batched;
+    off.cache_spade = false;
+    ModelFiles files{model.config, {model.unet}, {}, model.autoencoder};
+    const GenerationResult a = Pipeline::load(files, on).generate({item}, stages);
+    const GenerationResult b = Pipeline::load(files, off).generate({item}, stages);
+    EXPECT_TRUE(torch::equal(a.images, b.images)) << "batched guidance " << batched;
+    EXPECT_GT(a.spade_cache_bytes, 0);
+    EXPECT_EQ(b.spade_cache_bytes, 0);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bf16 against fp32: the demo model's U-Net outputs agree within 2e-2 relative (the bound
+// docs/performance.md states), on the same weights and inputs.
+
+TEST(Precision, Bf16UNetOutputsAgreeWithFp32WithinTwoPercent) {
+  const ModelConfig config = ModelConfig::from_file(kDemo + "model.json");
+  UNetModel fp32(config.unet), bf16(config.unet);
+  load_state_dict(*fp32, kDemo + "unet.safetensors");
+  load_state_dict(*bf16, kDemo + "unet.safetensors");
+  PipelineOptions o32, o16;
+  o16.precision = torch::kBFloat16;
+  o16.channels_last = true;
+  prepare_for_inference(*fp32, o32);
+  prepare_for_inference(*bf16, o16);
+  torch::NoGradGuard no_grad;
+  const Tensor y = random_one_hot(1, 29, 48, 64, 2);
+  for (int64_t t : {950, 500, 50}) {
+    torch::manual_seed(t);
+    const Tensor x = torch::randn({1, 3, 48, 64});
+    const Tensor ts = torch::tensor({t});
+    const Tensor a = fp32->forward(x, ts, y), b = bf16->forward(x, ts, y).to(torch::kFloat32);
+    const double relative = ((a - b).norm() / a.norm()).item<double>();
+    EXPECT_LT(relative, 2e-2) << "t = " << t;
+    EXPECT_GT(relative, 0.0) << "bf16 must actually have run in bf16";
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tiling
+
+// A local network: 3x3 convolutions (and a resampling) whose outputs depend on inputs within a few
+// pixels; tiled with overlap > twice that reach, it must equal the untiled result everywhere.
+TEST(Tiling, LocalNetworkEqualsUntiledEverywhere) {
+  torch::manual_seed(0);
+  auto conv = [](int in, int out, int stride) {
+    return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, 3).stride(stride).padding(1));
+  };
+  torch::nn::Conv2d a = conv(3, 8, 1), b = conv(8, 8, 1), c = conv(8, 3, 1), down = conv(3, 3, 2);
+  torch::NoGradGuard no_grad;
+  namespace F = torch::nn::functional;
+  auto up4 = [&](const Tensor& x) {  // a decoder in miniature: x4 output, reach 3 input pixels
+    Tensor h = c(torch::silu(b(torch::silu(a(x)))));
+    return F::interpolate(h, F::InterpolateFuncOptions().scale_factor(std::vector<double>{4, 4}).mode(torch::kNearest));
+  };
+  auto down4 = [&](const Tensor& x) { return down(down(c(torch::silu(a(x))))); };  // an encoder: /4
+
+  const Tensor z = torch::randn({2, 3, 37, 53});
+  TileOptions t;
+  t.tile = 16;
+  t.overlap = 8;
+  t.scale = 4;
+  const Tensor tiled = tiled_apply(up4, z, t), whole = up4(z);
+  ASSERT_EQ(tiled.sizes(), whole.sizes());
+  EXPECT_LT((tiled - whole).abs().max().item<double>(), 1e-5);
+
+  const Tensor img = torch::randn({1, 3, 96, 136});
+  TileOptions e;
+  e.tile = 48;
+  e.overlap = 24;
+  e.scale = 0.25;
+  e.multiple = 4;
+  const Tensor tiled_e = tiled_apply(down4, img, e), whole_e = down4(img);
+  ASSERT_EQ(tiled_e.sizes(), whole_e.sizes());
+  EXPECT_LT((tiled_e - whole_e).abs().max().item<double>(), 1e-5);
+
+  // A tile as large as the input is the untiled path, bit for bit.
+  t.tile = 64;
+  t.overlap = 16;
+  EXPECT_TRUE(torch::equal(tiled_apply(up4, z, t), whole));
+  test::expect_error([&] { TileOptions bad; bad.tile = 16; bad.overlap = 16; bad.validate(); }, {"overlap"});
+}
+
+// The demo autoencoder (GroupNorm statistics and the middle attention see the whole latent, so
+// tiles cannot be exact): decoding a real image's latent in tiles stays within 2/255 of the untiled
+// decode on average away from the seams and 4/255 across them (measured 0.6 and 1.1; the bound
+// leaves room for other CPUs' rounding).
+TEST(Tiling, DemoDecoderInTilesStaysCloseToUntiled) {
+  ModelFiles files{kDemo + "model.json", {kDemo + "unet.safetensors"}, {}, kDemo + "autoencoder.safetensors"};
+  PipelineOptions whole, tiled;
+  tiled.tile = 128;
+  Pipeline a = Pipeline::load(files, whole), b = Pipeline::load(files, tiled);
+  const Tensor image = read_image(kDemo + "examples/reference-1.jpg", 256, 192);  // [1, 3, H, W]
+  const Tensor latent = a.encode(image);
+  const Tensor da = a.decode(latent), db = b.decode(latent);
+  ASSERT_EQ(da.sizes(), db.sizes());
+  // Tiles of 128 px with 32 px overlaps: offsets 0, 64 (rows) and 0, 96, 128 (columns); the
+  // seams are the overlap bands.
+  Tensor seam = torch::zeros({192, 256}, torch::kBool);
+  seam.index_put_({Slice(64, 128), Slice()}, true);
+  seam.index_put_({Slice(), Slice(96, 128)}, true);
+  seam.index_put_({Slice(), Slice(128, 224)}, true);
+  const Tensor diff = (da - db).abs().mean(1)[0] * 127.5;  // in 8-bit levels
+  const double away = diff.masked_select(~seam).mean().item<double>();
+  const double across = diff.masked_select(seam).mean().item<double>();
+  EXPECT_LT(away, 2.0);
+  EXPECT_LT(across, 4.0);
+  // Tiled encoding too: the latents agree closely.
+  const Tensor la = a.encode(image), lb = b.encode(image);
+  EXPECT_LT(((la - lb).norm() / la.norm()).item<double>(), 0.05);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+
+TEST(Memory, OversizedInputIsRefusedBeforeAnyWork) {
+  const ModelConfig demo = ModelConfig::from_file(kDemo + "model.json");
+  MemoryQuery q;
+  q.height = 12000;
+  q.width = 16000;
+  const MemoryEstimate need = estimate_memory(demo, q);
+  EXPECT_GT(need.peak(), int64_t{64} << 30);  // far beyond any machine this runs on
+  test::expect_error([&] { check_memory(demo, q, int64_t{24} << 30, "mask.png"); },
+                     {"mask.png: 16000x12000 would need about", "GiB", "24.0 GiB available", "--tile 512"});
+  // At the demo's size it fits easily, and tiles shrink the autoencoder's share.
+  q.height = 192;
+  q.width = 256;
+  EXPECT_LT(estimate_memory(demo, q).peak(), int64_t{1} << 30);
+  q.height = 2048;
+  q.width = 2048;
+  MemoryQuery tiled = q;
+  tiled.tile = 512;
+  EXPECT_LT(estimate_memory(demo, tiled).decode, estimate_memory(demo, q).decode / 4);
+
+  // generate() checks before it starts: no progress is reported.
+  test::TempDir dir;
+  const test::TinyModel model = test::write_tiny_model(dir, true);
+  PipelineOptions options;
+  options.memory_limit = int64_t{1} << 20;  // 1 MiB: anything is too large
+  Pipeline pipeline = Pipeline::load({model.config, {model.unet}, {}, model.autoencoder}, options);
+  GenerationItem item;
+  item.name = "big.png";
+  item.labels = torch::zeros({64, 64}, torch::kInt64);
+  item.start = torch::zeros({3, 64, 64});
+  int steps = 0;
+  test::expect_error(
+      [&] { pipeline.generate({item}, Preset::from_file(std::string(IIDM_SOURCE_DIR) + "/configs/presets/fast.json").stages,
+                              [&](int64_t, int64_t) { ++steps; }); },
+      {"big.png: 64x64 would need about", "1 MiB available"});
+  EXPECT_EQ(steps, 0);
+}
+
+// The command line refuses from the PNG header alone: the file below is a header with no pixels,
+// which would fail to decode (truncated) if it were read.
+TEST(GenerateCli, OversizedMaskIsRefusedFromItsHeader) {
+  test::TempDir dir;
+  const unsigned char header[] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n', 0, 0, 0, 13, 'I', 'H', 'D', 'R',
+                                  0, 0, 0x3e, 0x80, 0, 0, 0x2e, 0xe0, 8, 0, 0, 0, 0, 0, 0, 0, 0};  // 16000 x 12000
+  std::ofstream(dir.file("huge.png"), std::ios::binary).write(reinterpret_cast<const char*>(header), sizeof header);
+  const auto dims = png_dimensions(dir.file("huge.png"));
+  ASSERT_TRUE(dims.has_value());
+  EXPECT_EQ(dims->first, 16000);
+  EXPECT_EQ(dims->second, 12000);
+  const std::string log = dir.file("log.txt");
+  const std::string cmd = "\"" IIDM_CLI "\" --threads 1 generate --model " + kDemo + "model.json --unet " + kDemo +
+                          "unet.safetensors --autoencoder " + kDemo + "autoencoder.safetensors --mask " +
+                          dir.file("huge.png") + " --style " + kDemo + "examples/reference-1.jpg --out " +
+                          dir.file("out.png") + " > " + log + " 2>&1";
+  const int status = std::system(cmd.c_str());
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(status, 0) << text;
+  EXPECT_NE(text.find(dir.file("huge.png") + ": 16000x12000 would need about"), std::string::npos) << text;
+  EXPECT_NE(text.find("--tile"), std::string::npos) << text;
+  EXPECT_EQ(text.find("truncated"), std::string::npos) << "the pixels were read: " << text;
+  EXPECT_FALSE(std::filesystem::exists(dir.file("out.png")));
+}
+
+}  // namespace
+}  // namespace iidm

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# The standard benchmark set of [7/8] (docs/performance.md): prints the machine line, then every
+# figure the targets are stated in, each measured in this run so that ratios compare like with like.
+#   bash tools/bench.sh [--quick]        (--quick: one timed run per part instead of three)
+# Set SDM_REPO to a checkout of WeilunWang/semantic-diffusion-model to time the official U-Net
+# beside ours (tools/bench_official.py); without it that line is skipped.
+# Takes about 25 minutes on 2 cores without bf16 hardware (the bf16 parts are emulated there).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ -x build/iidm ] || bash tools/setup.sh >&2
+iidm=build/iidm
+runs=3
+[ "${1:-}" = "--quick" ] && runs=1
+threads=${IIDM_THREADS:-$(nproc)}
+demo=models/demo
+demo_model=(--model $demo/model.json --unet $demo/unet.safetensors --autoencoder $demo/autoencoder.safetensors)
+bench() { "$iidm" --threads "$threads" bench --runs "$runs" "$@"; }
+
+echo "== machine"
+bench --parts machine
+native=$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo yes || echo no)
+echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $threads threads, native bf16: $native, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
+
+echo "== conv peaks of this machine (3x3 320->320 at 64x64, channels-last)"
+bench --parts peak
+
+if [ -n "${SDM_REPO:-}" ]; then
+  echo "== the official SDM U-Net at IIDM's size (torch $( /usr/bin/python3 -c 'import torch; print(torch.__version__)'), default allocator)"
+  /usr/bin/python3 tools/bench_official.py "$SDM_REPO" --threads "$threads" --runs "$runs"
+fi
+
+echo "== IIDM-size U-Net (configs/models/iidm.json, 1x3x96x128): forward with SPADE computed / cached, and the guidance pair"
+for p in fp32 bf16; do bench --parts unet,pair --precision "$p"; done
+echo "== the same fp32 forward with glibc's default malloc settings (IIDM_MALLOC=system), for the allocator's share"
+IIDM_MALLOC=system "$iidm" --threads "$threads" bench --runs "$runs" --parts unet --precision fp32
+
+echo "== IIDM's VQ-f4 autoencoder at 512x384"
+for p in fp32 bf16; do bench --parts encode,decode --precision "$p"; done
+
+echo "== presets at 512x384, IIDM size, precision auto: images per hour from the parts above"
+for preset in iidm-fast iidm-paper; do bench --parts unet,pair,encode,decode,preset --preset "$preset" | grep '^preset'; done
+
+echo "== end to end: one 512x384 image with the fast recipe (encode, sampling, decode), precision auto"
+bench --parts generate,memory --preset iidm-fast
+
+echo "== bf16 against fp32: the demo model at 512x384, same weights and seeds"
+bench --parts agreement "${demo_model[@]}" --size 512x384 --preset $demo/preset.json \
+  --mask $demo/examples/mask-1.png --style $demo/examples/reference-1.jpg
+
+echo "== decoding 2048x2048 with IIDM's VQ-f4 decoder: tiled (512 px) in its own process, and the untiled estimate"
+bench --parts decode,memory --size 2048x2048 --tile 512 --runs 1
+bench --parts memory --size 2048x2048
+
+echo "== the README's main job (demo generate at 256x192, default flags), whole command"
+out=$(mktemp -d)
+for i in 1 2 3; do
+  start=$(date +%s.%N)
+  "$iidm" generate "${demo_model[@]}" --mask $demo/examples/mask-1.png --style $demo/examples/reference-1.jpg \
+    --preset $demo/preset.json --out "$out/demo.png" > /dev/null 2>&1
+  end=$(date +%s.%N)
+  awk -v run="$i" -v a="$start" -v b="$end" 'BEGIN { printf "readme_main_job  run=%d  seconds=%.2f\n", run, b - a }'
+done
+rm -rf "$out"
