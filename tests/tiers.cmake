@@ -12,7 +12,7 @@ set(IIDM_TIER_PARITY "^(Shared/ParityCase|ParityCases|ParityTolerance)\\." "^cli
 set(IIDM_TIER_CLI "^(BatchCli|TrainingCli|AblateCli|GenerateCli)\\." "^Training\\.TwoProcessesOnLoopbackEqualOneProcess$" "^cli_check_parity")
 set(IIDM_TIER_SLOW "^(Training|AutoencoderTraining|Distillation|TrainingCli|BatchCli|AblateCli|Generation)\\."
     "^Segmenter\\.TrainingLiftsPixelAccuracyAndResumesExactly$" "^Configs\\.IidmBuildsThePublishedDenoiser$"
-    "^convert_checkpoint$" "^ablation_report$")
+    "^convert_checkpoint$" "^ablation_report$" "^Precision\\." "^Tiling\\.DemoDecoderWithTheImagesStatistics")
 
 function(iidm_test_labels name out_var)
   set(labels "")

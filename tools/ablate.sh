@@ -24,7 +24,7 @@ start=$SECONDS
 status=0
 $IIDM ablate --variants "$VARIANTS" --data "$OUT/data" --out "$OUT" --count "$COUNT" \
   --model models/demo/model.json --unet models/demo/unet.safetensors --autoencoder models/demo/autoencoder.safetensors \
-  --preset models/demo/preset.json --precision auto --channels-last \
+  --preset models/demo/preset.json --precision auto \
   --segmenter models/demo/segmenter.safetensors --segmenter-config models/demo/segmenter.json \
   --batch-size 4 --diversity-maps 3 --diversity-samples 2 "$@" || status=$?
 /usr/bin/python3 tools/ablation_report.py "$OUT"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Fails (exit 1) when a C++ file under src/, tests/ or benchmarks/ differs from .clang-format, and
+# Fails (exit 1) when a C++ file under src/ or tests/ differs from .clang-format, and
 # lists the files. `tools/check_format.sh --fix` rewrites them instead. CI runs the check.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ if ! command -v clang-format >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends clang-format >/dev/null
 fi
 
-mapfile -t files < <(find src tests benchmarks -name '*.cpp' -o -name '*.h' | sort)
+mapfile -t files < <(find src tests -name '*.cpp' -o -name '*.h' | sort)
 if [ "${1:-}" = "--fix" ]; then
   clang-format -i --style=file "${files[@]}"
   echo "check_format: formatted ${#files[@]} files"

@@ -3,11 +3,12 @@
 // memory stays bounded by the tile, not the image: overlapping tiles, each run on its own, blended
 // across the overlaps with linear ramps (as diffusers' and stable-diffusion.cpp's tiled VAEs do).
 //
-// For a network whose every output depends only on inputs within `overlap / 2` of it, the result
+// For a network whose every output depends only on inputs within `overlap / 4` of it, the result
 // equals the untiled one everywhere (tests/tiling_test.cpp). LDM's autoencoders are not quite such
 // networks: GroupNorm takes its statistics over the whole input and the decoder's middle attention
-// mixes all positions, so a tile sees its own statistics; the difference from untiled decoding is
-// measured by `iidm bench` (docs/performance.md), and a tile of 512 px keeps it small.
+// mixes all positions. With shared_norm_statistics the tiles use image-wide GroupNorm statistics
+// (core/norm.h), leaving the attention's locality and the statistics' approximation as the
+// difference from untiled decoding (tests/performance_test.cpp and docs/performance.md measure it).
 #include <torch/torch.h>
 
 #include <functional>
@@ -21,6 +22,10 @@ struct TileOptions {
   // the multiple every tile side and offset must be (the encoder: f).
   double scale = 1.0;
   int64_t multiple = 1;
+  // GroupNorm statistics shared across tiles (core/norm.h): this many passes over the tiles to
+  // estimate the image's statistics (one recording, the rest refining) before the real one; 0 =
+  // each tile with its own statistics. Each pass costs about as much as the real one.
+  int norm_statistics_passes = 0;
   void validate() const;
 };
 

@@ -20,7 +20,7 @@ struct GenerationOptions {
   std::optional<double> strength, guidance, eta;
   std::optional<int> start_index, rounds;
   std::string precision = "auto";
-  bool channels_last = false, two_pass_guidance = false;
+  bool channels_last = false, no_channels_last = false, two_pass_guidance = false;
   int64_t ignore_label = 255;
   int64_t tile = 0;
   uint64_t seed = 0;

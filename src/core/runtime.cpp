@@ -48,7 +48,8 @@ bool cpu_has_native_bf16() { return cpu_has_flag("avx512_bf16") || cpu_has_flag(
 
 PrecisionChoice resolve_precision(const std::string& name, const torch::Device& device) {
   if (name != "auto") return {parse_precision(name), "as requested"};
-  if (!device.is_cpu()) return {torch::kFloat32, "auto: fp32 on " + device.str() + " (ask for bf16 or fp16 explicitly)"};
+  if (!device.is_cpu())
+    return {torch::kFloat32, "auto: fp32 on " + device.str() + " (ask for bf16 or fp16 explicitly)"};
   if (cpu_has_native_bf16()) return {torch::kBFloat16, "auto: this CPU computes bf16 natively"};
   return {torch::kFloat32, "auto: this CPU has no native bf16 (no avx512_bf16 or AMX), where fp32 is faster"};
 }

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <map>
 
 #include "core/error.h"
 #include "core/image.h"
@@ -21,8 +22,8 @@ using torch::Tensor;
 
 namespace {
 
-const std::vector<std::string> kParts{"machine", "peak",   "unet",     "pair",      "encode", "decode",
-                                      "preset",  "memory", "generate", "agreement"};
+const std::vector<std::string> kParts{"machine", "peak",   "unet",   "pair",     "profile",  "encode",
+                                      "decode",  "preset", "memory", "generate", "agreement"};
 
 bool wants(const BenchOptions& o, const std::string& part) {
   return std::find(o.parts.begin(), o.parts.end(), part) != o.parts.end();
@@ -35,8 +36,10 @@ void synchronize(const torch::Device& device) {
 // Median wall seconds of `runs` calls after one warm-up call (oneDNN primitive creation, the
 // allocator's first touch).
 double median_seconds(const std::function<void()>& fn, int runs, const torch::Device& device) {
-  fn();
-  synchronize(device);
+  if (runs > 1) {
+    fn();
+    synchronize(device);
+  }
   std::vector<double> seconds;
   for (int r = 0; r < runs; ++r) {
     const auto start = std::chrono::steady_clock::now();
@@ -58,7 +61,8 @@ Tensor random_layout(int64_t height, int64_t width, int num_labels, uint64_t see
   auto gen = at::detail::createCPUGenerator(seed);
   Tensor coarse = torch::randint(0, num_labels, {1, 1, 6, 8}, gen, torch::kInt64).to(torch::kFloat32);
   namespace F = torch::nn::functional;
-  return F::interpolate(coarse, F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width}).mode(torch::kNearest))
+  return F::interpolate(coarse,
+                        F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width}).mode(torch::kNearest))
       .to(torch::kInt64)[0][0];
 }
 
@@ -119,7 +123,7 @@ GenerationResult generate_once(Pipeline& pipeline, const GenerationInputs& in, c
   item.labels = in.labels;
   item.start = in.start;
   item.seed = o.seed;
-  return pipeline.generate({item}, o.stages);
+  return pipeline.generate({item}, o.presets.front().second);
 }
 
 double psnr_8bit(const Tensor& a, const Tensor& b) {
@@ -137,7 +141,7 @@ void BenchOptions::validate() const {
   for (const auto& p : parts)
     if (std::find(kParts.begin(), kParts.end(), p) == kParts.end())
       fail("bench: unknown part '{}' (known: {})", p, fmt::join(kParts, ", "));
-  if ((wants(*this, "preset") || wants(*this, "generate") || wants(*this, "agreement")) && stages.empty())
+  if ((wants(*this, "preset") || wants(*this, "generate") || wants(*this, "agreement")) && presets.empty())
     fail("bench: the preset, generate and agreement parts need a preset");
 }
 
@@ -158,6 +162,41 @@ double count_flops(const std::function<void()>& fn) {
     for (auto& e : events)
       if (e.kind() == prof::EventKind::PushRange) total += static_cast<double>(e.flops());
   return total;
+}
+
+std::vector<std::pair<std::string, double>> profile_self_seconds(const std::function<void()>& fn) {
+  namespace prof = torch::autograd::profiler;
+  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::CPU);
+  prof::enableProfilerLegacy(config);
+  try {
+    fn();
+  } catch (...) {
+    prof::disableProfilerLegacy();
+    throw;
+  }
+  // Push and pop events nest per thread: self time = inclusive time minus the children's.
+  std::map<std::string, double> self;
+  for (auto& events : prof::disableProfilerLegacy()) {
+    struct Open {
+      const prof::LegacyEvent* push;
+      double children_us;
+    };
+    std::vector<Open> stack;
+    for (auto& e : events) {
+      if (e.kind() == prof::EventKind::PushRange) {
+        stack.push_back({&e, 0.0});
+      } else if (e.kind() == prof::EventKind::PopRange && !stack.empty()) {
+        const Open open = stack.back();
+        stack.pop_back();
+        const double inclusive = open.push->cpuElapsedUs(e);
+        self[open.push->name()] += (inclusive - open.children_us) / 1e6;
+        if (!stack.empty()) stack.back().children_us += inclusive;
+      }
+    }
+  }
+  std::vector<std::pair<std::string, double>> sorted(self.begin(), self.end());
+  std::sort(sorted.begin(), sorted.end(), [](const auto& a, const auto& b) { return a.second > b.second; });
+  return sorted;
 }
 
 void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
@@ -231,7 +270,8 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
     const auto memory_format = po.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
     const int C = m.config.unet.in_channels;
     auto unet_inputs = [&](int64_t n) {
-      Tensor x = torch::randn({n, C, h, w}, at::detail::createCPUGenerator(o.seed)).to(device).contiguous(memory_format);
+      Tensor x =
+          torch::randn({n, C, h, w}, at::detail::createCPUGenerator(o.seed)).to(device).contiguous(memory_format);
       Tensor labels = random_layout(h, w, m.config.unet.num_labels(), o.seed + 1).unsqueeze(0).expand({n, h, w});
       Tensor y = one_hot_labels(labels.contiguous(), m.config.unet.num_labels()).to(device);
       Tensor t = torch::full({n}, 500, torch::kInt64).to(device);
@@ -270,6 +310,20 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
       return std::make_pair(on, off);
     };
     if (wants(o, "unet") || wants(o, "preset")) std::tie(unet_cached, unet_first) = time_unet(1, "unet");
+    if (wants(o, "profile")) {
+      // Where a steady-state step (batch 1, SPADE cached) spends its time, by operator (self time).
+      Tensor x, y, t;
+      std::tie(x, y, t) = unet_inputs(1);
+      SpadeCache cache;
+      m.unet->forward(x, t, y, &cache);
+      m.unet->forward(x, t, y, &cache);
+      const auto ops = profile_self_seconds([&] { m.unet->forward(x, t, y, &cache); });
+      double total = 0;
+      for (const auto& op : ops) total += op.second;
+      BenchRecord r{{"bench", "profile"}, {"precision", precision}, {"total_s", round_to(total, 3)}};
+      for (size_t i = 0; i < ops.size() && i < 8; ++i) r[ops[i].first] = round_to(ops[i].second / total, 3);
+      sink(r);
+    }
     if (wants(o, "pair") || wants(o, "preset")) {
       std::tie(pair_cached, pair_first) = time_unet(2, "pair");
       if (unet_cached > 0)
@@ -303,13 +357,13 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
                          {"estimated_mib", round_to((enc ? est.encode : est.decode) / 1048576.0, 0)}});
       }
     }
-    if (wants(o, "preset")) {
+    for (const auto& [name, stages] : wants(o, "preset") ? o.presets : decltype(o.presets){}) {
       // Seconds per image from the parts: per round an encode (latent models start each round
       // from an image), its steps and a decode; SPADE's maps are filled once per image.
       double seconds = 0;
       int64_t forwards = 0, steps = 0;
       bool paired = false;
-      for (const auto& stage : o.stages) {
+      for (const auto& stage : stages) {
         const int64_t n = m.pipeline->denoising_steps({stage});
         const bool pair = stage.guidance != 1.0 && stage.guidance != 0.0;
         paired = paired || pair;
@@ -320,7 +374,7 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
       }
       seconds += paired ? pair_first - pair_cached : unet_first - unet_cached;
       sink(BenchRecord{{"bench", "preset"},
-                       {"preset", o.preset_name},
+                       {"preset", name},
                        {"size", fmt::format("{}x{}", o.width, o.height)},
                        {"precision", precision},
                        {"steps", steps},
@@ -330,13 +384,14 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
     }
     if (wants(o, "generate")) {
       const GenerationInputs in = generation_inputs(o, m.config);
-      const MemoryEstimate est = estimate_memory(m.config, m.pipeline->memory_query(1, o.height, o.width, o.stages));
+      const MemoryEstimate est =
+          estimate_memory(m.config, m.pipeline->memory_query(1, o.height, o.width, o.presets.front().second));
       reset_peak_rss();
       const auto start = std::chrono::steady_clock::now();
       const GenerationResult result = generate_once(*m.pipeline, in, o);
       const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       sink(BenchRecord{{"bench", "generate"},
-                       {"preset", o.preset_name},
+                       {"preset", o.presets.front().first},
                        {"size", fmt::format("{}x{}", o.width, o.height)},
                        {"precision", precision},
                        {"nfe", result.unet_forwards_per_image},
@@ -370,7 +425,7 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
     const Tensor image_b = generate_once(*b.pipeline, in, o).images;
     sink(BenchRecord{{"bench", "agreement"},
                      {"size", fmt::format("{}x{}", o.width, o.height)},
-                     {"preset", o.preset_name},
+                     {"preset", o.presets.front().first},
                      {"unet_relative_difference", round_to(relative, 5)},
                      {"image_psnr_db", round_to(psnr_8bit(image_a, image_b), 2)}});
   }
@@ -380,7 +435,8 @@ std::string describe_record(const BenchRecord& r) {
   std::string line = r.value("bench", "?");
   for (auto it = r.begin(); it != r.end(); ++it) {
     if (it.key() == "bench") continue;
-    line += fmt::format("  {}={}", it.key(), it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
+    line +=
+        fmt::format("  {}={}", it.key(), it.value().is_string() ? it.value().get<std::string>() : it.value().dump());
   }
   return line;
 }

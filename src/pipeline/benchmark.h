@@ -18,14 +18,14 @@ struct BenchOptions {
   ModelFiles files;  // `config` is required; without weights the networks keep their random initialisation
   int64_t height = 384, width = 512;  // image pixels (latent models run the U-Net at 1/f of it)
   PipelineOptions pipeline;
-  int runs = 3;
+  int runs = 3;  // timed runs per part after a warm-up call; 1 = a single call, no warm-up (large sizes)
   // Which parts: machine (CPU, threads, allocator), peak (the conv peaks), unet (batch 1, SPADE
-  // cache on and off), pair (the guidance pair, batch 2), encode, decode, preset (images per hour
-  // estimated from the parts), memory (the estimate generate() checks), generate (one real end-to-end image with the preset), agreement
-  // (bf16 against fp32 on the same weights and seeds).
+  // cache on and off), pair (the guidance pair, batch 2), profile (a step's time by operator), encode, decode, preset
+  // (images per hour estimated from the parts), memory (the estimate generate() checks), generate (one real end-to-end
+  // image with the preset), agreement (bf16 against fp32 on the same weights and seeds).
   std::vector<std::string> parts{"machine", "peak", "unet", "pair", "encode", "decode", "preset"};
-  std::vector<Stage> stages;  // the preset's stages, for preset / generate / agreement
-  std::string preset_name;
+  // Presets by name: `preset` estimates each; generate and agreement run the first.
+  std::vector<std::pair<std::string, std::vector<Stage>>> presets;
   std::string mask, style;  // generate / agreement: a label map and a reference (else random ones)
   uint64_t seed = 0;
 
@@ -40,6 +40,9 @@ void run_benchmarks(const BenchOptions& options, const BenchSink& sink);
 
 // A one-line human reading of a record.
 std::string describe_record(const BenchRecord& record);
+
+// The self time of each operator torch's profiler sees during `fn`, largest first.
+std::vector<std::pair<std::string, double>> profile_self_seconds(const std::function<void()>& fn);
 
 // FLOPs torch's profiler counts for `fn` (convolutions, matmuls, element-wise products and sums).
 double count_flops(const std::function<void()>& fn);

@@ -118,10 +118,11 @@ void check_memory(const ModelConfig& config, const MemoryQuery& query, int64_t l
     MemoryQuery tiled = query;
     tiled.tile = 512;
     const MemoryEstimate with_tiles = estimate_memory(config, tiled);
-    hint = with_tiles.peak() <= available
-               ? fmt::format("; --tile 512 runs the autoencoder in tiles and would need {}", format_gib(with_tiles.peak()))
-               : fmt::format("; even with --tile 512 (autoencoder in tiles) it would need {}: use a smaller size",
-                             format_gib(with_tiles.peak()));
+    hint =
+        with_tiles.peak() <= available
+            ? fmt::format("; --tile 512 runs the autoencoder in tiles and would need {}", format_gib(with_tiles.peak()))
+            : fmt::format("; even with --tile 512 (autoencoder in tiles) it would need {}: use a smaller size",
+                          format_gib(with_tiles.peak()));
   } else {
     hint = "; most of it is the U-Net's, which does not tile: use a smaller size or batch";
   }

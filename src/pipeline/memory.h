@@ -24,12 +24,12 @@ struct MemoryEstimate {
 };
 
 struct MemoryQuery {
-  int64_t batch = 1;                 // images per generate() call
-  int64_t height = 0, width = 0;     // output pixels
-  int64_t element_bytes = 4;         // the networks' precision: 4 fp32, 2 bf16 / fp16
-  bool guidance_pair = true;         // a batched cond + uncond forward (batch doubles)
+  int64_t batch = 1;              // images per generate() call
+  int64_t height = 0, width = 0;  // output pixels
+  int64_t element_bytes = 4;      // the networks' precision: 4 fp32, 2 bf16 / fp16
+  bool guidance_pair = true;      // a batched cond + uncond forward (batch doubles)
   bool cache_spade = true;
-  int64_t tile = 0;                  // autoencoder tile side in pixels (0: whole image)
+  int64_t tile = 0;  // autoencoder tile side in pixels (0: whole image)
 };
 
 MemoryEstimate estimate_memory(const ModelConfig& config, const MemoryQuery& query);

@@ -12,10 +12,10 @@
 #include <vector>
 
 #include "autoencoder/autoencoder.h"
+#include "autoencoder/tiling.h"
 #include "core/labels.h"  // GenerationItem inputs: read_label_map, check_label_range
 #include "core/seed.h"    // GenerationItem::seed: derive_seed
 #include "diffusion/gaussian_diffusion.h"
-#include "autoencoder/tiling.h"
 #include "pipeline/memory.h"
 #include "pipeline/model_config.h"
 #include "pipeline/stage.h"

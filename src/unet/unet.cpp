@@ -28,6 +28,19 @@ Tensor upsample_nearest2x(const Tensor& x) {
 }
 Tensor avg_pool2x(const Tensor& x) { return F::avg_pool2d(x, F::AvgPool2dFuncOptions(2).stride(2)); }
 
+// At inference the element-wise steps after a norm (modulation, SiLU, residual sums) run in place
+// on the norm's fresh output: the same values without a new buffer per step, which the allocator
+// would have to find (and, with glibc's defaults, fault in) again. With gradients recorded they
+// run out of place, as autograd needs the inputs.
+bool in_place() { return !torch::GradMode::is_enabled(); }
+
+Tensor silu_fresh(Tensor h) { return in_place() ? torch::silu_(h) : torch::silu(h); }
+
+// fresh * scale + shift, for a `fresh` tensor no one else holds (a norm's output).
+Tensor modulate_fresh(Tensor fresh, const Tensor& scale, const Tensor& shift) {
+  return in_place() ? fresh.mul_(scale).add_(shift) : fresh * scale + shift;
+}
+
 // input_blocks.0.0: a bare conv whose weight/bias sit directly under the layer's index.
 class InputConv : public UNetLayer {
  public:
@@ -51,7 +64,9 @@ class Downsample : public UNetLayer {
       fail("unet: average-pool downsampling cannot change channels ({} -> {})", channels, out_channels);
     }
   }
-  Tensor forward(const Tensor& x, const LabelConditioning&, const Tensor&) override { return op ? op->forward(x) : avg_pool2x(x); }
+  Tensor forward(const Tensor& x, const LabelConditioning&, const Tensor&) override {
+    return op ? op->forward(x) : avg_pool2x(x);
+  }
   torch::nn::Conv2d op{nullptr};
 };
 
@@ -97,7 +112,7 @@ struct ResBlockParts {
 class ResBlockBase : public UNetLayer {
  public:
   Tensor forward(const Tensor& x_in, const LabelConditioning& cond, const Tensor& emb) override {
-    Tensor h = torch::silu(norm_in(x_in, cond));
+    Tensor h = silu_fresh(norm_in(x_in, cond));
     Tensor x = x_in;
     if (p_.updown != Resample::kNone) {  // resample between the activation and the conv
       h = resample(h, p_.updown);
@@ -107,12 +122,13 @@ class ResBlockBase : public UNetLayer {
     Tensor emb_out = emb_linear->forward(torch::silu(emb)).to(h.scalar_type()).unsqueeze(-1).unsqueeze(-1);
     if (p_.scale_shift) {
       auto chunks = emb_out.chunk(2, 1);  // scale, shift: [N, C, 1, 1] each
-      h = norm_out(h, cond) * (1 + chunks[0]) + chunks[1];
+      h = modulate_fresh(norm_out(h, cond), 1 + chunks[0], chunks[1]);
     } else {
       h = norm_out(h + emb_out, cond);
     }
-    h = out_conv->forward(torch::dropout(torch::silu(h), p_.dropout, is_training()));
-    return (skip ? skip->forward(x) : x) + h;
+    h = out_conv->forward(torch::dropout(silu_fresh(h), p_.dropout, is_training()));
+    const Tensor residual = skip ? skip->forward(x) : x;
+    return in_place() ? h.add_(residual) : residual + h;
   }
 
  protected:
@@ -184,8 +200,12 @@ class SDMResBlock : public ResBlockBase {
   }
 
  private:
-  Tensor norm_in(const Tensor& x, const LabelConditioning& cond) override { return in_norm->forward(x, cond.map, cond.cache); }
-  Tensor norm_out(const Tensor& h, const LabelConditioning& cond) override { return out_norm->forward(h, cond.map, cond.cache); }
+  Tensor norm_in(const Tensor& x, const LabelConditioning& cond) override {
+    return in_norm->forward(x, cond.map, cond.cache);
+  }
+  Tensor norm_out(const Tensor& h, const LabelConditioning& cond) override {
+    return out_norm->forward(h, cond.map, cond.cache);
+  }
   SPADEGroupNorm in_norm{nullptr}, out_norm{nullptr};
 };
 
@@ -266,9 +286,9 @@ SPADEGroupNormImpl::SPADEGroupNormImpl(int norm_channels, int label_channels) {
 }
 
 std::pair<Tensor, Tensor> SPADEGroupNormImpl::modulation(const Tensor& segmap, int64_t height, int64_t width,
-                                                          torch::ScalarType dtype) {
-  Tensor seg = F::interpolate(segmap.to(dtype),
-                              F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width}).mode(torch::kNearest));
+                                                         torch::ScalarType dtype) {
+  Tensor seg = F::interpolate(
+      segmap.to(dtype), F::InterpolateFuncOptions().size(std::vector<int64_t>{height, width}).mode(torch::kNearest));
   Tensor actv = torch::relu(mlp_shared_conv->forward(seg));
   return {1 + mlp_gamma->forward(actv), mlp_beta->forward(actv)};
 }
@@ -277,10 +297,10 @@ Tensor SPADEGroupNormImpl::forward(const Tensor& x, const Tensor& segmap, SpadeC
   Tensor normalized = group_norm_f32(norm, x);
   if (!cache) {
     auto [scale, shift] = modulation(segmap, x.size(2), x.size(3), x.scalar_type());
-    return normalized * scale + shift;
+    return modulate_fresh(normalized, scale, shift);
   }
   const auto& [scale, shift] = cache->next([&] { return modulation(segmap, x.size(2), x.size(3), x.scalar_type()); });
-  return normalized * scale + shift;
+  return modulate_fresh(normalized, scale, shift);
 }
 
 int64_t SpadeCache::bytes() const {
@@ -430,7 +450,7 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& config) : config_(config) {
   out_conv = torch::nn::Conv2d(out->add(2, conv3x3(input_ch, c.out_channels).ptr()));
 }
 
-Tensor UNetModelImpl::forward(const Tensor& x, const Tensor& timesteps, const Tensor& y) {
+Tensor UNetModelImpl::forward(const Tensor& x, const Tensor& timesteps, const Tensor& y, SpadeCache* spade_cache) {
   const auto& c = config_;
   TORCH_CHECK(x.dim() == 4 && x.size(1) == c.in_channels, "unet: x must be [N, ", c.in_channels, ", H, W], got ",
               x.sizes());
