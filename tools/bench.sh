@@ -21,12 +21,14 @@ bench --parts machine
 native=$(grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo && echo yes || echo no)
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), $(nproc) cores, $threads threads, native bf16: $native, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo)"
 
-echo "== conv peaks of this machine (3x3 320->320 at 64x64, channels-last)"
+echo "== conv peaks of this machine (3x3 320->320 at 64x64, NCHW and channels-last)"
 bench --parts peak
 
 if [ -n "${SDM_REPO:-}" ]; then
   echo "== the official SDM U-Net at IIDM's size (torch $( /usr/bin/python3 -c 'import torch; print(torch.__version__)'), default allocator)"
-  /usr/bin/python3 tools/bench_official.py "$SDM_REPO" --threads "$threads" --runs "$runs"
+  modes=fp32
+  [ "$native" = yes ] && modes=fp32,bf16_autocast,bf16_autocast_pair
+  /usr/bin/python3 tools/bench_official.py "$SDM_REPO" --threads "$threads" --runs "$runs" --modes "$modes"
 fi
 
 # bf16 where the CPU computes it natively; elsewhere oneDNN has no bf16 kernels and torch falls back

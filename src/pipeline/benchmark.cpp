@@ -66,11 +66,11 @@ Tensor random_layout(int64_t height, int64_t width, int num_labels, uint64_t see
       .to(torch::kInt64)[0][0];
 }
 
-// The 3x3 convolution 320 -> 320 at 64x64, channels-last: the kind of layer most of a U-Net's time
-// goes to, at the library's best; GFLOP/s.
-double conv_peak(torch::ScalarType dtype, const torch::Device& device, int runs) {
+// The 3x3 convolution 320 -> 320 at 64x64: the kind of layer most of a U-Net's time goes to, at the
+// library's best for the memory format; GFLOP/s.
+double conv_peak(torch::ScalarType dtype, bool channels_last, const torch::Device& device, int runs) {
   torch::NoGradGuard no_grad;
-  const auto cl = torch::MemoryFormat::ChannelsLast;
+  const auto cl = channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
   Tensor x = torch::randn({1, 320, 64, 64}).to(device, dtype).contiguous(cl);
   Tensor w = (torch::randn({320, 320, 3, 3}) * 0.05).to(device, dtype).contiguous(cl);
   const double flops = 2.0 * 320 * 320 * 9 * 64 * 64;
@@ -219,19 +219,23 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
     sink(r);
   }
 
-  // The machine's conv peaks, measured now: every fraction below is of these.
-  double peak_fp32 = 0, peak_bf16 = 0;
-  auto peak_of = [&](torch::ScalarType dtype) {
-    double& slot = dtype == torch::kBFloat16 ? peak_bf16 : peak_fp32;
-    if (slot == 0) slot = conv_peak(dtype == torch::kBFloat16 ? torch::kBFloat16 : torch::kFloat32, device, o.runs);
+  // The machine's conv peaks, measured now: every fraction below is of the peak in the run's own
+  // precision and memory format, the best this library reaches on this machine for such a layer.
+  std::map<std::pair<bool, bool>, double> peaks;  // (bf16, channels-last) -> GFLOP/s
+  auto peak_for = [&](torch::ScalarType dtype, bool channels_last) {
+    const bool bf16 = dtype == torch::kBFloat16;
+    double& slot = peaks[{bf16, channels_last}];
+    if (slot == 0) slot = conv_peak(bf16 ? torch::kBFloat16 : torch::kFloat32, channels_last, device, o.runs);
     return slot;
   };
+  auto peak_of = [&](torch::ScalarType dtype) { return peak_for(dtype, po.channels_last); };
   if (wants(o, "peak")) {
     for (auto dtype : {torch::kFloat32, torch::kBFloat16})
-      sink(BenchRecord{{"bench", "peak"},
-                       {"op", "conv3x3 320->320 64x64 channels-last"},
-                       {"precision", precision_name(dtype)},
-                       {"gflops", round_to(peak_of(dtype), 1)}});
+      for (bool channels_last : {false, true})
+        sink(BenchRecord{{"bench", "peak"},
+                         {"op", fmt::format("conv3x3 320->320 64x64 {}", channels_last ? "channels-last" : "NCHW")},
+                         {"precision", precision_name(dtype)},
+                         {"gflops", round_to(peak_for(dtype, channels_last), 1)}});
   }
 
   if (wants(o, "memory")) {
