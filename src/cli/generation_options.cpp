@@ -112,11 +112,11 @@ PipelineOptions GenerationOptions::pipeline_options(const CommonOptions& common,
   o.device = parse_device(common.device);
   const PrecisionChoice choice = resolve_precision(precision, o.device);
   o.precision = choice.dtype;
-  if (announce)
-    fmt::print(stderr, "precision: {} ({}){}\n", precision_name(choice.dtype), choice.reason,
-               channels_last || (!no_channels_last && o.precision == torch::kBFloat16) ? ", channels-last" : "");
   if (channels_last && no_channels_last) fail("--channels-last and --no-channels-last contradict each other");
   o.channels_last = channels_last || (!no_channels_last && o.precision == torch::kBFloat16);
+  if (announce)
+    fmt::print(stderr, "precision: {} ({}){}\n", precision_name(choice.dtype), choice.reason,
+               o.channels_last ? ", channels-last" : "");
   o.tile = tile;
   o.batched_guidance = !two_pass_guidance;
   o.ignore_label = ignore_label;

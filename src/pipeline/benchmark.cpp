@@ -145,11 +145,12 @@ void BenchOptions::validate() const {
     fail("bench: the preset, generate and agreement parts need a preset");
 }
 
-double count_flops(const std::function<void()>& fn) {
+namespace {
+// The legacy profiler's events of every thread while `fn` runs (the profiler is switched off
+// again if fn throws).
+torch::autograd::profiler::thread_event_lists profiled(const torch::profiler::impl::ProfilerConfig& config,
+                                                       const std::function<void()>& fn) {
   namespace prof = torch::autograd::profiler;
-  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::CPU,
-                                                     /*report_input_shapes=*/true, /*profile_memory=*/false,
-                                                     /*with_stack=*/false, /*with_flops=*/true);
   prof::enableProfilerLegacy(config);
   try {
     fn();
@@ -157,8 +158,17 @@ double count_flops(const std::function<void()>& fn) {
     prof::disableProfilerLegacy();
     throw;
   }
+  return prof::disableProfilerLegacy();
+}
+}  // namespace
+
+double count_flops(const std::function<void()>& fn) {
+  namespace prof = torch::autograd::profiler;
+  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::CPU,
+                                                     /*report_input_shapes=*/true, /*profile_memory=*/false,
+                                                     /*with_stack=*/false, /*with_flops=*/true);
   double total = 0;
-  for (auto& events : prof::disableProfilerLegacy())
+  for (auto& events : profiled(config, fn))
     for (auto& e : events)
       if (e.kind() == prof::EventKind::PushRange) total += static_cast<double>(e.flops());
   return total;
@@ -166,17 +176,9 @@ double count_flops(const std::function<void()>& fn) {
 
 std::vector<std::pair<std::string, double>> profile_self_seconds(const std::function<void()>& fn) {
   namespace prof = torch::autograd::profiler;
-  const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::CPU);
-  prof::enableProfilerLegacy(config);
-  try {
-    fn();
-  } catch (...) {
-    prof::disableProfilerLegacy();
-    throw;
-  }
   // Push and pop events nest per thread: self time = inclusive time minus the children's.
   std::map<std::string, double> self;
-  for (auto& events : prof::disableProfilerLegacy()) {
+  for (auto& events : profiled(torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU), fn)) {
     struct Open {
       const prof::LegacyEvent* push;
       double children_us;
