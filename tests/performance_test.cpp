@@ -1,7 +1,8 @@
 // The speed work of [7/8] must not change results: SPADE's cached maps give the same outputs as
 // computing them; bf16 agrees with fp32 within the stated tolerance; tiled autoencoding equals
 // untiled where a network is local and stays close where it is not; an input too large for the
-// machine is refused before any work, with what it needs and the flag that tiles.
+// machine is refused before any work, with what it needs and the flag that tiles; prepacked
+// convolutions compute exactly what the modules' own forwards do.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -9,6 +10,7 @@
 #include <fstream>
 
 #include "autoencoder/tiling.h"
+#include "core/conv.h"
 #include "core/image.h"
 #include "core/labels.h"
 #include "core/norm.h"
@@ -32,6 +34,79 @@ Tensor random_one_hot(int64_t n, int classes, int64_t h, int64_t w, uint64_t see
   labels = labels.expand({n, h, w}).contiguous();
   labels.index_put_({Slice(), Slice(0, 2), Slice()}, 255);
   return one_hot_labels(labels, classes);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prepacked convolutions
+
+class PrepackedConvTest : public ::testing::TestWithParam<torch::ScalarType> {};
+
+TEST_P(PrepackedConvTest, EqualsTheModulesForward) {
+  if (!prepacked_convolutions_enabled()) GTEST_SKIP() << "this LibTorch has no mkldnn_prepacked ops";
+  const auto dtype = GetParam();
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(3);
+  struct Case {
+    int in, out, kernel, stride, padding;
+    bool bias;
+  };
+  for (const Case& c : {Case{16, 32, 3, 1, 1, true}, Case{32, 32, 3, 2, 1, true}, Case{24, 8, 1, 1, 0, false},
+                        Case{8, 16, 3, 1, 0, true}}) {
+    torch::nn::Conv2d conv(
+        torch::nn::Conv2dOptions(c.in, c.out, c.kernel).stride(c.stride).padding(c.padding).bias(c.bias));
+    conv->to(dtype);
+    for (int64_t n : {1, 2}) {
+      const Tensor x = torch::randn({n, c.in, 12, 20}).to(dtype).contiguous(torch::MemoryFormat::ChannelsLast);
+      const Tensor expected = conv->forward(x);
+      const Tensor got = conv2d(conv, x);
+      // bf16 convolutions run in oneDNN either way: bit-identical. For fp32 with few channels ATen
+      // picks its own kernel, which sums in another order: equal to float rounding.
+      auto same = [&](const Tensor& a) {
+        if (dtype == torch::kBFloat16) return torch::equal(a, expected);
+        return (a - expected).abs().max().item<float>() <= 1e-5 * expected.abs().max().item<float>();
+      };
+      EXPECT_TRUE(same(got)) << c.in << "->" << c.out << " k" << c.kernel << " s" << c.stride << " n" << n;
+      EXPECT_TRUE(got.is_contiguous(torch::MemoryFormat::ChannelsLast));
+      EXPECT_TRUE(torch::equal(conv2d(conv, x), got)) << "second call, from the cache";
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, PrepackedConvTest, ::testing::Values(torch::kFloat32, torch::kBFloat16));
+
+TEST(PrepackedConv, NewWeightsArePackedAgainAndDeadModelsReleased) {
+  if (!prepacked_convolutions_enabled()) GTEST_SKIP() << "this LibTorch has no mkldnn_prepacked ops";
+  clear_prepacked_convolutions();
+  torch::NoGradGuard no_grad;
+  const Tensor x = torch::randn({1, 16, 8, 8}).contiguous(torch::MemoryFormat::ChannelsLast);
+  {
+    torch::nn::Conv2d conv(torch::nn::Conv2dOptions(16, 16, 3).padding(1));
+    const Tensor before = conv2d(conv, x);
+    EXPECT_EQ(prepacked_convolution_bytes(), 16 * 16 * 9 * 4);
+    conv->weight.mul_(2);  // as loading a checkpoint does: the version changes, the packing follows
+    conv->bias.zero_();
+    const Tensor after = conv2d(conv, x), expected = conv->forward(x);
+    EXPECT_LE((after - expected).abs().max().item<float>(), 1e-5 * expected.abs().max().item<float>());
+    EXPECT_GT((after - before).abs().max().item<float>(), 0.1);
+  }
+  // The module is gone: its packed weights are no longer counted, and dropped at the next packing.
+  EXPECT_EQ(prepacked_convolution_bytes(), 0);
+  torch::nn::Conv2d other(torch::nn::Conv2dOptions(16, 4, 1));
+  conv2d(other, x);
+  EXPECT_EQ(prepacked_convolution_bytes(), 16 * 4 * 4);
+}
+
+TEST(PrepackedConv, GradientsAndNchwInputsUseTheModulesForward) {
+  torch::nn::Conv2d conv(torch::nn::Conv2dOptions(8, 8, 3).padding(1));
+  const Tensor x = torch::randn({1, 8, 6, 6}).contiguous(torch::MemoryFormat::ChannelsLast);
+  const Tensor y = conv2d(conv, x);  // gradients recorded: autograd must see the convolution
+  ASSERT_TRUE(y.requires_grad());
+  y.sum().backward();
+  EXPECT_TRUE(conv->weight.grad().defined());
+  torch::NoGradGuard no_grad;
+  const Tensor nchw = torch::randn({1, 8, 6, 6});
+  EXPECT_TRUE(torch::equal(conv2d(conv, nchw), conv->forward(nchw)));
+  EXPECT_TRUE(conv2d(conv, nchw).is_contiguous());
 }
 
 // ---------------------------------------------------------------------------------------------

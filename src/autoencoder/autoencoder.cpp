@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "core/conv.h"
 #include "core/error.h"
 #include "core/norm.h"
 
@@ -88,9 +89,9 @@ ResnetBlockImpl::ResnetBlockImpl(int in_channels, int out_channels, double dropo
 }
 
 Tensor ResnetBlockImpl::forward(const Tensor& x) {
-  Tensor h = conv1->forward(swish(group_norm_f32(norm1, x)));
-  h = conv2->forward(torch::dropout(swish(group_norm_f32(norm2, h)), dropout_, is_training()));
-  return (nin_shortcut ? nin_shortcut->forward(x) : x) + h;
+  Tensor h = conv2d(conv1, swish(group_norm_f32(norm1, x)));
+  h = conv2d(conv2, torch::dropout(swish(group_norm_f32(norm2, h)), dropout_, is_training()));
+  return (nin_shortcut ? conv2d(nin_shortcut, x) : x) + h;
 }
 
 AttnBlockImpl::AttnBlockImpl(int channels, int groups) {
@@ -104,12 +105,12 @@ AttnBlockImpl::AttnBlockImpl(int channels, int groups) {
 Tensor AttnBlockImpl::forward(const Tensor& x) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
   Tensor n = group_norm_f32(norm, x);
-  Tensor query = q->forward(n).reshape({b, c, h * w}).permute({0, 2, 1});  // [B, HW, C]
-  Tensor key = k->forward(n).reshape({b, c, h * w});                       // [B, C, HW]
+  Tensor query = conv2d(q, n).reshape({b, c, h * w}).permute({0, 2, 1});  // [B, HW, C]
+  Tensor key = conv2d(k, n).reshape({b, c, h * w});                       // [B, C, HW]
   Tensor weights = torch::softmax(torch::bmm(query, key) * std::pow(static_cast<double>(c), -0.5), 2);
-  Tensor value = v->forward(n).reshape({b, c, h * w});
+  Tensor value = conv2d(v, n).reshape({b, c, h * w});
   Tensor out = torch::bmm(value, weights.permute({0, 2, 1})).reshape({b, c, h, w});
-  return x + proj_out->forward(out);
+  return x + conv2d(proj_out, out);
 }
 
 LevelImpl::LevelImpl() {
@@ -180,7 +181,7 @@ Tensor EncoderImpl::forward(const Tensor& x) {
               ", H, W], got ", x.sizes());
   TORCH_CHECK(x.size(2) % f == 0 && x.size(3) % f == 0, "encoder: height and width must be divisible by ", f, ", got ",
               x.size(2), "x", x.size(3));
-  Tensor h = conv_in->forward(x);
+  Tensor h = conv2d(conv_in, x);
   for (auto& level : levels_) {
     for (size_t j = 0; j < level->blocks.size(); ++j) {
       h = level->blocks[j]->forward(h);
@@ -189,14 +190,14 @@ Tensor EncoderImpl::forward(const Tensor& x) {
     if (level->resample) {
       if (level->resample_conv) {
         // Asymmetric padding (right and bottom only) before the stride-2 conv, as LDM does.
-        h = level->resample_conv->forward(F::pad(h, F::PadFuncOptions({0, 1, 0, 1})));
+        h = conv2d(level->resample_conv, F::pad(h, F::PadFuncOptions({0, 1, 0, 1})));
       } else {
         h = F::avg_pool2d(h, F::AvgPool2dFuncOptions(2).stride(2));
       }
     }
   }
   h = mid_block_2->forward(mid_attn_1->forward(mid_block_1->forward(h)));
-  return conv_out->forward(swish(group_norm_f32(norm_out, h)));
+  return conv2d(conv_out, swish(group_norm_f32(norm_out, h)));
 }
 
 DecoderImpl::DecoderImpl(const DDConfig& c) : config_(c) {
@@ -242,7 +243,7 @@ DecoderImpl::DecoderImpl(const DDConfig& c) : config_(c) {
 Tensor DecoderImpl::forward(const Tensor& z) {
   TORCH_CHECK(z.dim() == 4 && z.size(1) == config_.z_channels, "decoder: input must be [N, ", config_.z_channels,
               ", h, w], got ", z.sizes());
-  Tensor h = conv_in->forward(z);
+  Tensor h = conv2d(conv_in, z);
   h = mid_block_2->forward(mid_attn_1->forward(mid_block_1->forward(h)));
   for (int i = static_cast<int>(levels_.size()) - 1; i >= 0; --i) {
     auto& level = levels_[i];
@@ -253,11 +254,11 @@ Tensor DecoderImpl::forward(const Tensor& z) {
     if (level->resample) {
       h = F::interpolate(h,
                          F::InterpolateFuncOptions().scale_factor(std::vector<double>{2.0, 2.0}).mode(torch::kNearest));
-      if (level->resample_conv) h = level->resample_conv->forward(h);
+      if (level->resample_conv) h = conv2d(level->resample_conv, h);
     }
   }
   if (config_.give_pre_end) return h;
-  h = conv_out->forward(swish(group_norm_f32(norm_out, h)));
+  h = conv2d(conv_out, swish(group_norm_f32(norm_out, h)));
   return config_.tanh_out ? torch::tanh(h) : h;
 }
 
@@ -315,7 +316,7 @@ AutoencoderImpl::AutoencoderImpl(const AutoencoderConfig& config) : config_(conf
   if (is_vq()) quantizer = register_module("quantize", VectorQuantizer(config_.n_embed, config_.embed_dim));
 }
 
-Tensor AutoencoderImpl::encode_raw(const Tensor& x) { return quant_conv->forward(encoder->forward(x)); }
+Tensor AutoencoderImpl::encode_raw(const Tensor& x) { return conv2d(quant_conv, encoder->forward(x)); }
 
 DiagonalGaussian AutoencoderImpl::encode_kl(const Tensor& x) {
   TORCH_CHECK(!is_vq(), "encode_kl called on a VQ autoencoder");
@@ -329,7 +330,7 @@ Quantized AutoencoderImpl::quantize(const Tensor& h) {
 
 Tensor AutoencoderImpl::decode_raw(const Tensor& z) {
   Tensor q = is_vq() ? quantizer->forward(z).z_q : z;
-  return decoder->forward(post_quant_conv->forward(q));
+  return decoder->forward(conv2d(post_quant_conv, q));
 }
 
 Tensor AutoencoderImpl::encode(const Tensor& x, bool sample_posterior, c10::optional<at::Generator> generator) {

@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <map>
 
+#include "core/conv.h"
 #include "core/error.h"
 #include "core/image.h"
 #include "core/labels.h"
@@ -167,11 +168,12 @@ double count_flops(const std::function<void()>& fn) {
   const torch::profiler::impl::ProfilerConfig config(torch::profiler::impl::ProfilerState::CPU,
                                                      /*report_input_shapes=*/true, /*profile_memory=*/false,
                                                      /*with_stack=*/false, /*with_flops=*/true);
+  const double prepacked_before = prepacked_convolution_flops();
   double total = 0;
   for (auto& events : profiled(config, fn))
     for (auto& e : events)
       if (e.kind() == prof::EventKind::PushRange) total += static_cast<double>(e.flops());
-  return total;
+  return total + (prepacked_convolution_flops() - prepacked_before);
 }
 
 std::vector<std::pair<std::string, double>> profile_self_seconds(const std::function<void()>& fn) {
@@ -316,18 +318,19 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
       return std::make_pair(on, off);
     };
     if (wants(o, "unet") || wants(o, "preset")) std::tie(unet_cached, unet_first) = time_unet(1, "unet");
-    if (wants(o, "profile")) {
-      // Where a steady-state step (batch 1, SPADE cached) spends its time, by operator (self time).
+    // Where a steady-state step (SPADE cached) spends its time, by operator (self time), for
+    // batch 1 and the guidance pair.
+    for (int64_t n = 1; n <= 2 && wants(o, "profile"); ++n) {
       Tensor x, y, t;
-      std::tie(x, y, t) = unet_inputs(1);
+      std::tie(x, y, t) = unet_inputs(n);
       SpadeCache cache;
       m.unet->forward(x, t, y, &cache);
       m.unet->forward(x, t, y, &cache);
       const auto ops = profile_self_seconds([&] { m.unet->forward(x, t, y, &cache); });
       double total = 0;
       for (const auto& op : ops) total += op.second;
-      BenchRecord r{{"bench", "profile"}, {"precision", precision}, {"total_s", round_to(total, 3)}};
-      for (size_t i = 0; i < ops.size() && i < 8; ++i) r[ops[i].first] = round_to(ops[i].second / total, 3);
+      BenchRecord r{{"bench", "profile"}, {"batch", n}, {"precision", precision}, {"total_s", round_to(total, 3)}};
+      for (size_t i = 0; i < ops.size() && i < 10; ++i) r[ops[i].first] = round_to(ops[i].second / total, 3);
       sink(r);
     }
     if (wants(o, "pair") || wants(o, "preset")) {

@@ -73,7 +73,8 @@ class IndexedModule : public torch::nn::Module {
 class SPADEGroupNormImpl : public torch::nn::Module {
  public:
   SPADEGroupNormImpl(int norm_channels, int label_channels);
-  // norm(x) * (1 + γ(segmap)) + β(segmap); with a cache, γ and β come from it (or go into it).
+  // norm(x) * (1 + γ(segmap)) + β(segmap), in float32 (the SiLU after it runs there too); with a
+  // cache, γ and β come from it (or go into it).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& segmap, SpadeCache* cache = nullptr);
 
  private:
