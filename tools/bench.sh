@@ -55,7 +55,7 @@ else
 fi
 
 echo "== decoding 2048x2048 with IIDM's VQ-f4 decoder: tiled (512 px) in its own process, and the untiled estimate"
-bench --parts decode,memory --size 2048x2048 --tile 512 --runs 1
+"$iidm" --threads "$threads" bench --parts decode,memory --size 2048x2048 --tile 512 --runs 1
 bench --parts memory --size 2048x2048
 
 echo "== the README's main job (demo generate at 256x192, default flags), whole command"

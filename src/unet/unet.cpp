@@ -239,6 +239,7 @@ class AttentionBlock : public UNetLayer {
   }
 
   Tensor forward(const Tensor& x_in, const LabelConditioning&, const Tensor&) override {
+    if (x_in.dim() == 4 && x_in.is_contiguous(torch::MemoryFormat::ChannelsLast)) return forward_tokens(x_in);
     const auto sizes = x_in.sizes();
     const int64_t b = sizes[0], c = sizes[1];
     Tensor x = x_in.reshape({b, c, -1});                     // [B, C, T]
@@ -262,15 +263,43 @@ class AttentionBlock : public UNetLayer {
     weight = torch::softmax(weight.to(torch::kFloat32), -1).to(weight.scalar_type());
     Tensor a = torch::bmm(v, weight.transpose(1, 2));  // [BH, ch, T]
     Tensor h = proj_out->forward(a.reshape({b, -1, length}));
-    // Back in the input's memory format, with its canonical strides: with batch 1, `x` is a view of
-    // a channels-last input whose batch stride is C, which passes is_contiguous(ChannelsLast) yet
-    // makes GroupNorm and the convolutions after it fall back to NCHW.
-    Tensor out = (x + h).reshape(sizes);
-    if (x_in.suggest_memory_format() != torch::MemoryFormat::ChannelsLast) return out;
-    return torch::empty(sizes, out.options().memory_format(torch::MemoryFormat::ChannelsLast)).copy_(out);
+    return (x + h).reshape(sizes);
   }
 
  private:
+  // The same attention for a channels-last input, computed on its tokens [B, T, C] (a view of it):
+  // the 1x1 convolutions become matrix products on the token rows, and the result is a
+  // channels-last tensor again with canonical strides, so what follows stays channels-last. (Run on
+  // the [B, C, T] layout, the batch-1 output was a view whose batch stride passed
+  // is_contiguous(ChannelsLast) yet made GroupNorm and the convolutions after it fall back to NCHW.)
+  Tensor forward_tokens(const Tensor& x_in) {
+    const int64_t b = x_in.size(0), c = x_in.size(1), height = x_in.size(2), width = x_in.size(3);
+    const int64_t length = height * width, ch = c / heads_;
+    auto tokens = [&](const Tensor& t) { return t.permute({0, 2, 3, 1}).reshape({b, length, t.size(1)}); };
+    Tensor qkv_out = torch::linear(tokens(group_norm_f32(norm, x_in)), qkv->weight.squeeze(-1), qkv->bias);
+    // Per head [B * heads, T, ch]; the channel order of q/k/v and heads as in the NCHW path.
+    auto heads = [&](const Tensor& t) {
+      return t.reshape({b, length, heads_, ch}).permute({0, 2, 1, 3}).reshape({b * heads_, length, ch});
+    };
+    Tensor q, k, v;
+    if (new_order_) {
+      q = heads(qkv_out.narrow(2, 0, c));
+      k = heads(qkv_out.narrow(2, c, c));
+      v = heads(qkv_out.narrow(2, 2 * c, c));
+    } else {
+      const Tensor per_head = qkv_out.reshape({b, length, heads_, 3 * ch}).permute({0, 2, 1, 3});
+      q = per_head.narrow(3, 0, ch).reshape({b * heads_, length, ch});
+      k = per_head.narrow(3, ch, ch).reshape({b * heads_, length, ch});
+      v = per_head.narrow(3, 2 * ch, ch).reshape({b * heads_, length, ch});
+    }
+    const double scale = 1.0 / std::sqrt(std::sqrt(static_cast<double>(ch)));
+    Tensor weight = torch::bmm(q * scale, (k * scale).transpose(1, 2));  // [BH, T(query), S(key)]
+    weight = torch::softmax(weight.to(torch::kFloat32), -1).to(weight.scalar_type());
+    Tensor a = torch::bmm(weight, v).reshape({b, heads_, length, ch}).permute({0, 2, 1, 3}).reshape({b, length, c});
+    Tensor out = tokens(x_in) + torch::linear(a, proj_out->weight.squeeze(-1), proj_out->bias);  // [B, T, C]
+    return out.reshape({b, height, width, c}).permute({0, 3, 1, 2});
+  }
+
   int heads_;
   bool new_order_;
   torch::nn::GroupNorm norm{nullptr};
