@@ -353,6 +353,8 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
                         ? m.pipeline->encode(images)
                         : torch::randn({1, m.config.data_channels(), h, w}, at::detail::createCPUGenerator(o.seed));
         reset_peak_rss();
+        // What the process held before (the models, both of them): the part's own peak is above it.
+        const double rss_before = peak_rss_mib();
         const auto fn = [&] { enc ? m.pipeline->encode(images) : m.pipeline->decode(latents); };
         // FLOPs are counted on a separate call, except with --runs 1 (large sizes), where the
         // timed call itself is profiled: the profiler's overhead is small beside a tile's convolutions.
@@ -377,6 +379,7 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
                          {"gflops", round_to(flops / s / 1e9, 1)},
                          {"peak_fraction", round_to(flops / s / 1e9 / peak_of(po.precision), 3)},
                          {"peak_rss_mib", round_to(peak_rss_mib(), 0)},
+                         {"rss_before_mib", round_to(rss_before, 0)},
                          {"estimated_mib", round_to((enc ? est.encode : est.decode) / 1048576.0, 0)}});
       }
     }
