@@ -43,14 +43,10 @@ Tensor silu_narrow(Tensor wide, torch::ScalarType dtype) {
   return (in_place() ? torch::silu_(wide) : torch::silu(wide)).to(dtype);
 }
 
-// GroupNorm in float32 whatever the input's dtype, left in float32 for what follows.
+// GroupNorm in float32 whatever the input's dtype, left in float32 for what follows: group_norm_f32
+// of the float32 input (it casts back to the input's dtype, which is then float32 already).
 Tensor group_norm_wide(torch::nn::GroupNorm& norm, const Tensor& x) {
-  if (x.scalar_type() == torch::kFloat32 && (!norm->weight.defined() || norm->weight.scalar_type() == torch::kFloat32))
-    return norm->forward(x);
-  const auto& o = norm->options;
-  auto options = F::GroupNormFuncOptions(o.num_groups()).eps(o.eps());
-  if (norm->weight.defined()) options.weight(norm->weight.to(torch::kFloat32)).bias(norm->bias.to(torch::kFloat32));
-  return F::group_norm(x.to(torch::kFloat32), options);
+  return group_norm_f32(norm, x.to(torch::kFloat32));
 }
 
 // fresh * scale + shift, for a `fresh` tensor no one else holds (a norm's output).
