@@ -11,6 +11,7 @@
 
 #include "autoencoder/tiling.h"
 #include "core/conv.h"
+#include "core/fused_norm.h"
 #include "core/image.h"
 #include "core/labels.h"
 #include "core/norm.h"
@@ -107,6 +108,127 @@ TEST(PrepackedConv, GradientsAndNchwInputsUseTheModulesForward) {
   const Tensor nchw = torch::randn({1, 8, 6, 6});
   EXPECT_TRUE(torch::equal(conv2d(conv, nchw), conv->forward(nchw)));
   EXPECT_TRUE(conv2d(conv, nchw).is_contiguous());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fused GroupNorm -> modulation -> SiLU
+
+// The chain in float64, from the same (rounded) inputs.
+Tensor norm_silu_reference(const torch::nn::GroupNorm& norm, const Tensor& x, const Modulation& spatial,
+                           const Modulation& channel) {
+  const int64_t N = x.size(0), C = x.size(1), G = norm->options.num_groups();
+  auto d = [](const Tensor& t) { return t.to(torch::kFloat64); };
+  const Tensor grouped = d(x).reshape({N, G, -1});
+  const Tensor mean = grouped.mean(-1, true), var = grouped.var(-1, /*unbiased=*/false, true);
+  Tensor h = ((grouped - mean) / (var + norm->options.eps()).sqrt()).reshape(x.sizes());
+  h = h * d(norm->weight).view({1, C, 1, 1}) + d(norm->bias).view({1, C, 1, 1});
+  if (spatial.defined()) h = h * d(spatial.scale) + d(spatial.shift);
+  if (channel.defined()) h = h * d(channel.scale) + d(channel.shift);
+  return h * torch::sigmoid(h);
+}
+
+class FusedNormTest : public ::testing::TestWithParam<torch::ScalarType> {};
+
+TEST_P(FusedNormTest, EqualsTheChainInFloat64WithinOneRounding) {
+  const auto dtype = GetParam();
+  const auto cl = torch::MemoryFormat::ChannelsLast;
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(5);
+  torch::nn::GroupNorm norm(torch::nn::GroupNormOptions(8, 64).eps(1e-5));
+  norm->weight.uniform_(0.5, 1.5);
+  norm->bias.uniform_(-0.5, 0.5);
+  norm->to(dtype);
+  // A small image (one chunk of positions) and one over many chunks, with an offset mean.
+  for (const auto& shape : {std::vector<int64_t>{2, 64, 9, 13}, std::vector<int64_t>{1, 64, 40, 30}}) {
+    const int64_t N = shape[0];
+    const Tensor x = (torch::randn(shape) * 3 + 2).to(dtype).contiguous(cl);
+    std::vector<int64_t> map_shape = shape;
+    for (int64_t map_batch : {N, int64_t{1}}) {
+      map_shape[0] = map_batch;
+      const Modulation spatial{(1 + 0.3 * torch::randn(map_shape)).to(dtype).contiguous(cl),
+                               (0.3 * torch::randn(map_shape)).to(dtype).contiguous(cl)};
+      const Modulation channel{(1 + 0.2 * torch::randn({N, 64, 1, 1})).to(dtype), 0.2 * torch::randn({N, 64, 1, 1})};
+      for (int variant = 0; variant < 4; ++variant) {
+        const Modulation s = variant & 1 ? spatial : Modulation{}, c = variant & 2 ? channel : Modulation{};
+        const Tensor got = fused_group_norm_silu(*norm, x, s, c);
+        ASSERT_TRUE(got.defined());
+        EXPECT_EQ(got.scalar_type(), dtype);
+        EXPECT_TRUE(got.is_contiguous(cl));
+        const Tensor expected = norm_silu_reference(norm, x, s, c);
+        // float32: a few float32 roundings; bf16: the one final rounding (half a bf16 ulp, 2^-9),
+        // plus the float32 arithmetic before it.
+        const double relative = dtype == torch::kBFloat16 ? 1.0 / 256 : 1e-5;
+        const Tensor error = (got.to(torch::kFloat64) - expected).abs() - relative * expected.abs();
+        EXPECT_LE(error.max().item<double>(), 1e-6)
+            << "shape " << shape[2] << "x" << shape[3] << " map batch " << map_batch << " variant " << variant;
+      }
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Dtypes, FusedNormTest, ::testing::Values(torch::kFloat32, torch::kBFloat16));
+
+TEST(FusedNorm, ResultsDoNotDependOnTheThreadCount) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(6);
+  torch::nn::GroupNorm norm(torch::nn::GroupNormOptions(4, 32));
+  const Tensor x = torch::randn({2, 32, 48, 40}).contiguous(torch::MemoryFormat::ChannelsLast);
+  const int threads = torch::get_num_threads();
+  torch::set_num_threads(1);
+  const Tensor one = fused_group_norm_silu(*norm, x);
+  torch::set_num_threads(std::max(2, threads));
+  const Tensor many = fused_group_norm_silu(*norm, x);
+  torch::set_num_threads(threads);
+  ASSERT_TRUE(one.defined());
+  EXPECT_TRUE(torch::equal(one, many));
+}
+
+TEST(FusedNorm, LeavesGradientsNchwAndSharedStatisticsToTheOperators) {
+  torch::nn::GroupNorm norm(torch::nn::GroupNormOptions(4, 16));
+  const Tensor x = torch::randn({1, 16, 8, 8}).contiguous(torch::MemoryFormat::ChannelsLast);
+  EXPECT_FALSE(fused_group_norm_silu(*norm, x).defined()) << "gradients are recorded";
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(fused_group_norm_silu(*norm, x).defined());
+  EXPECT_FALSE(fused_group_norm_silu(*norm, torch::randn({1, 16, 8, 8})).defined()) << "NCHW";
+  EXPECT_FALSE(fused_group_norm_silu(*norm, x, {torch::ones({1, 16, 4, 4}), torch::zeros({1, 16, 4, 4})}).defined())
+      << "a map of another size";
+  SharedGroupNormStatistics stats;
+  SharedGroupNormStatistics::Scope scope(stats, SharedGroupNormStatistics::Mode::kRecord, {});
+  EXPECT_FALSE(fused_group_norm_silu(*norm, x).defined()) << "tiles share statistics";
+}
+
+// The U-Net with the fused pass against its operators, channels-last. float32: equal to rounding.
+// bf16: both round each layer's result once, so a last-bit difference in float32 may flip a bf16
+// rounding, and that travels through the layers; what matters is that the fused pass is no farther
+// from the float32 model than the operators are.
+TEST(FusedNorm, UNetForwardMatchesTheOperators) {
+  torch::manual_seed(7);
+  UNetModel unet(test::tiny_unet_config(29));
+  test::randomize(*unet);
+  unet->eval();
+  torch::NoGradGuard no_grad;
+  const Tensor y = random_one_hot(2, 29, 16, 24, 2);
+  torch::manual_seed(8);
+  const Tensor x = torch::randn({2, 3, 16, 24});
+  const Tensor t = torch::tensor({700, 30}, torch::kInt64);
+  auto forward = [&](torch::ScalarType dtype, bool fused) {
+    unet->to(dtype);
+    for (auto& p : unet->parameters())
+      if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
+    set_fused_norm(fused);
+    const Tensor out =
+        unet->forward(x.to(dtype).contiguous(torch::MemoryFormat::ChannelsLast), t, y.to(dtype)).to(torch::kFloat32);
+    set_fused_norm(true);
+    return out;
+  };
+  auto relative = [](const Tensor& a, const Tensor& b) { return ((a - b).norm() / b.norm()).item<double>(); };
+  const Tensor fp32_operators = forward(torch::kFloat32, false), fp32_fused = forward(torch::kFloat32, true);
+  EXPECT_LT(relative(fp32_fused, fp32_operators), 1e-5);
+  EXPECT_GT(relative(fp32_fused, fp32_operators), 0.0) << "the fused pass must actually have run";
+  const double fused_error = relative(forward(torch::kBFloat16, true), fp32_operators);
+  const double operators_error = relative(forward(torch::kBFloat16, false), fp32_operators);
+  EXPECT_LT(fused_error, 1.25 * operators_error) << "fused " << fused_error << ", operators " << operators_error;
+  EXPECT_LT(fused_error, 2e-2);  // [7/8]'s bound for bf16 against fp32
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,6 +503,33 @@ TEST(Memory, OversizedInputIsRefusedBeforeAnyWork) {
       },
       {"big.png: 64x64 would need about", "1 MiB available"});
   EXPECT_EQ(steps, 0);
+}
+
+// A loaded pipeline's estimate counts its models' weights (and, on the CPU channels-last path, the
+// prepacked copies its first forward will make); the check asks the machine only for what is not
+// resident yet.
+TEST(Memory, EstimateCountsTheLoadedWeights) {
+  test::TempDir dir;
+  const test::TinyModel model = test::write_tiny_model(dir, true);
+  PipelineOptions options;
+  options.channels_last = true;
+  Pipeline pipeline = Pipeline::load({model.config, {model.unet}, {}, model.autoencoder}, options);
+  const UNetModel unet(ModelConfig::from_file(model.config).unet);
+  const MemoryQuery q = pipeline.memory_query(1, 64, 64, {});
+  EXPECT_GT(q.weight_bytes, module_bytes(*unet));  // the U-Net and the autoencoder
+  EXPECT_GT(module_bytes(*unet, true), 0);
+  EXPECT_LT(module_bytes(*unet, true), module_bytes(*unet));
+  const MemoryEstimate need = estimate_memory(pipeline.config(), q);
+  EXPECT_EQ(need.weights, q.weight_bytes + q.prepacked_bytes);
+  if (prepacked_convolutions_enabled()) EXPECT_GT(q.prepacked_bytes, 0);
+  MemoryQuery without = q;
+  without.weight_bytes = without.prepacked_bytes = 0;
+  EXPECT_EQ(need.peak(), estimate_memory(pipeline.config(), without).peak() + need.weights);
+  // Exactly what is not loaded yet fits; a byte less does not.
+  const int64_t asked = need.peak() - q.weight_bytes;
+  EXPECT_NO_THROW(check_memory(pipeline.config(), q, asked, "fits.png"));
+  test::expect_error([&] { check_memory(pipeline.config(), q, asked - 1, "tight.png"); },
+                     {"tight.png: 64x64 would need about", "besides the", "of weights loaded"});
 }
 
 // The command line refuses from the PNG header alone: the file below is a header with no pixels,

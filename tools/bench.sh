@@ -42,6 +42,10 @@ for p in $precisions; do
 done
 echo "== the same fp32 U-Net forward with glibc's default malloc settings (IIDM_MALLOC=system), for the allocator's share"
 IIDM_MALLOC=system "$iidm" --threads "$threads" bench --runs "$runs" --parts unet --precision fp32
+if [ "$native" = yes ]; then
+  echo "== the bf16 U-Net forward with GroupNorm -> modulation -> SiLU as separate operators (IIDM_FUSED_NORM=0), for the fused pass's share"
+  IIDM_FUSED_NORM=0 "$iidm" --threads "$threads" bench --runs "$runs" --parts unet --precision bf16
+fi
 
 echo "== end to end: one 512x384 image with the fast recipe (encode, sampling, decode), precision auto"
 bench --parts generate,memory --preset iidm-fast
@@ -54,7 +58,7 @@ else
   echo "== bf16 against fp32: skipped, bf16 is emulated on this CPU (see the peak line); tests/performance_test.cpp checks the U-Net's agreement"
 fi
 
-echo "== decoding 2048x2048 with IIDM's VQ-f4 decoder: tiled (512 px) in its own process, and the untiled estimate"
+echo "== decoding 2048x2048 with IIDM's VQ-f4 decoder: tiled (512 px) in a process that holds only the autoencoder, and the untiled estimate"
 "$iidm" --threads "$threads" bench --parts decode,memory --size 2048x2048 --tile 512 --runs 1
 bench --parts memory --size 2048x2048
 

@@ -4,6 +4,7 @@
 
 #include "core/conv.h"
 #include "core/error.h"
+#include "core/fused_norm.h"
 #include "core/norm.h"
 
 namespace iidm {
@@ -78,6 +79,12 @@ torch::nn::Conv2d conv(int in, int out, int kernel, int stride = 1, int padding 
   return torch::nn::Conv2d(torch::nn::Conv2dOptions(in, out, kernel).stride(stride).padding(padding));
 }
 Tensor swish(const Tensor& x) { return x * torch::sigmoid(x); }
+// nonlinearity(Normalize(x)): one fused pass in float32 for CPU channels-last inference
+// (core/fused_norm.h), else LDM's operators in x's dtype.
+Tensor norm_swish(torch::nn::GroupNorm& norm, const Tensor& x) {
+  if (Tensor fused = fused_group_norm_silu(*norm, x); fused.defined()) return fused;
+  return swish(group_norm_f32(norm, x));
+}
 }  // namespace
 
 ResnetBlockImpl::ResnetBlockImpl(int in_channels, int out_channels, double dropout, int groups) : dropout_(dropout) {
@@ -89,8 +96,8 @@ ResnetBlockImpl::ResnetBlockImpl(int in_channels, int out_channels, double dropo
 }
 
 Tensor ResnetBlockImpl::forward(const Tensor& x) {
-  Tensor h = conv2d(conv1, swish(group_norm_f32(norm1, x)));
-  h = conv2d(conv2, torch::dropout(swish(group_norm_f32(norm2, h)), dropout_, is_training()));
+  Tensor h = conv2d(conv1, norm_swish(norm1, x));
+  h = conv2d(conv2, torch::dropout(norm_swish(norm2, h), dropout_, is_training()));
   return (nin_shortcut ? conv2d(nin_shortcut, x) : x) + h;
 }
 
@@ -197,7 +204,7 @@ Tensor EncoderImpl::forward(const Tensor& x) {
     }
   }
   h = mid_block_2->forward(mid_attn_1->forward(mid_block_1->forward(h)));
-  return conv2d(conv_out, swish(group_norm_f32(norm_out, h)));
+  return conv2d(conv_out, norm_swish(norm_out, h));
 }
 
 DecoderImpl::DecoderImpl(const DDConfig& c) : config_(c) {
@@ -258,7 +265,7 @@ Tensor DecoderImpl::forward(const Tensor& z) {
     }
   }
   if (config_.give_pre_end) return h;
-  h = conv2d(conv_out, swish(group_norm_f32(norm_out, h)));
+  h = conv2d(conv_out, norm_swish(norm_out, h));
   return config_.tanh_out ? torch::tanh(h) : h;
 }
 

@@ -13,6 +13,8 @@ namespace {
 thread_local SharedGroupNormStatistics* active_statistics = nullptr;
 }  // namespace
 
+bool group_norm_statistics_shared() { return active_statistics != nullptr; }
+
 Tensor group_norm_f32(torch::nn::GroupNorm& norm, const Tensor& x) {
   if (active_statistics) return active_statistics->normalize(norm, x);
   if (x.scalar_type() == torch::kFloat32 && (!norm->weight.defined() || norm->weight.scalar_type() == torch::kFloat32))

@@ -12,6 +12,9 @@ namespace iidm {
 // Inside a SharedGroupNormStatistics scope its statistics are shared across tiles (below).
 torch::Tensor group_norm_f32(torch::nn::GroupNorm& norm, const torch::Tensor& x);
 
+// Whether group_norm_f32 calls on this thread go through a SharedGroupNormStatistics scope (below).
+bool group_norm_statistics_shared();
+
 // GroupNorm statistics of a whole image assembled from its tiles (autoencoder/tiling.h). A tiled
 // pass normalises each tile with the tile's own mean and variance, which differ from the image's;
 // instead, a first pass over the tiles records every group_norm_f32 call's sums over the part of

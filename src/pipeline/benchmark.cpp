@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <map>
+#include <optional>
 
 #include "core/conv.h"
 #include "core/error.h"
@@ -82,14 +83,15 @@ double conv_peak(torch::ScalarType dtype, bool channels_last, const torch::Devic
 struct Models {
   ModelConfig config;
   UNetModel unet{nullptr};
-  std::unique_ptr<Pipeline> pipeline;
+  std::unique_ptr<Pipeline> pipeline;  // only when a part runs the U-Net
+  std::optional<LatentCodec> codec;    // latent models: the pipeline's autoencoder, or the only model
 };
 
-Models build_models(const BenchOptions& o, const PipelineOptions& po) {
+// The models the parts need: an autoencoder-only run (encode, decode) builds no U-Net, so its
+// peak RSS is the autoencoder's own.
+Models build_models(const BenchOptions& o, const PipelineOptions& po, bool with_unet) {
   Models m;
   m.config = ModelConfig::from_file(o.files.config);
-  m.unet = UNetModel(m.config.unet);
-  if (!o.files.unets.empty()) load_state_dict(*m.unet, o.files.unets.front());
   Autoencoder ae{nullptr};
   if (m.config.autoencoder) {
     ae = Autoencoder(*m.config.autoencoder);
@@ -98,9 +100,26 @@ Models build_models(const BenchOptions& o, const PipelineOptions& po) {
       lo.allow_unexpected = true;
       load_state_dict(*ae, o.files.autoencoder, lo);
     }
+    m.codec.emplace(ae, po);
   }
-  m.pipeline = std::make_unique<Pipeline>(m.config, std::vector<UNetModel>{m.unet}, std::vector<double>{}, ae, po);
+  if (with_unet) {
+    m.unet = UNetModel(m.config.unet);
+    if (!o.files.unets.empty()) load_state_dict(*m.unet, o.files.unets.front());
+    m.pipeline = std::make_unique<Pipeline>(m.config, std::vector<UNetModel>{m.unet}, std::vector<double>{}, ae, po);
+  }
   return m;
+}
+
+// What generate() would estimate for one image of the bench's size, precision and tile.
+MemoryQuery memory_query(const BenchOptions& o) {
+  MemoryQuery q;
+  q.height = o.height;
+  q.width = o.width;
+  q.element_bytes = static_cast<int64_t>(c10::elementSize(o.pipeline.precision));
+  q.guidance_pair = o.pipeline.batched_guidance;
+  q.cache_spade = o.pipeline.cache_spade;
+  q.tile = o.pipeline.tile;
+  return q;
 }
 
 struct GenerationInputs {
@@ -245,14 +264,7 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
   if (wants(o, "memory")) {
     // The estimate generate() checks against (pipeline/memory.h), for this size, precision and tile.
     const ModelConfig config = ModelConfig::from_file(o.files.config);
-    MemoryQuery q;
-    q.height = o.height;
-    q.width = o.width;
-    q.element_bytes = static_cast<int64_t>(c10::elementSize(po.precision));
-    q.guidance_pair = po.batched_guidance;
-    q.cache_spade = po.cache_spade;
-    q.tile = po.tile;
-    const MemoryEstimate m = estimate_memory(config, q);
+    const MemoryEstimate m = estimate_memory(config, memory_query(o));
     auto mib = [](int64_t b) { return round_to(b / 1048576.0, 0); };
     sink(BenchRecord{{"bench", "memory"},
                      {"size", fmt::format("{}x{}", o.width, o.height)},
@@ -266,10 +278,11 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
                      {"available_mib", mib(available_memory_bytes())}});
   }
 
-  const bool needs_models = wants(o, "unet") || wants(o, "pair") || wants(o, "encode") || wants(o, "decode") ||
-                            wants(o, "preset") || wants(o, "generate");
+  const bool needs_unet =
+      wants(o, "unet") || wants(o, "pair") || wants(o, "profile") || wants(o, "preset") || wants(o, "generate");
+  const bool needs_models = needs_unet || wants(o, "encode") || wants(o, "decode");
   if (!needs_models && !wants(o, "agreement")) return;
-  Models m = needs_models ? build_models(o, po) : Models{};
+  Models m = needs_models ? build_models(o, po, needs_unet) : Models{};
 
   double unet_cached = 0, unet_first = 0, pair_cached = 0, pair_first = 0, encode_s = 0, decode_s = 0;
   if (needs_models) {
@@ -340,7 +353,7 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
                          {"precision", precision},
                          {"pair_over_single", round_to(pair_cached / unet_cached, 3)}});
     }
-    if (m.config.autoencoder && (wants(o, "encode") || wants(o, "decode") || wants(o, "preset"))) {
+    if (m.codec && (wants(o, "encode") || wants(o, "decode") || wants(o, "preset"))) {
       Tensor images = torch::rand({1, 3, o.height, o.width}, at::detail::createCPUGenerator(o.seed)) * 2 - 1;
       Tensor latents;
       for (const char* part : {"encode", "decode"}) {
@@ -350,12 +363,12 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
         // would cost as much as what is measured).
         if (!latents.defined())
           latents = wants(o, "encode") || wants(o, "preset")
-                        ? m.pipeline->encode(images)
+                        ? m.codec->encode(images)
                         : torch::randn({1, m.config.data_channels(), h, w}, at::detail::createCPUGenerator(o.seed));
         reset_peak_rss();
-        // What the process held before (the models, both of them): the part's own peak is above it.
+        // What the process held before (the models it built): the part's own peak is above it.
         const double rss_before = peak_rss_mib();
-        const auto fn = [&] { enc ? m.pipeline->encode(images) : m.pipeline->decode(latents); };
+        const auto fn = [&] { enc ? m.codec->encode(images) : m.codec->decode(latents); };
         // FLOPs are counted on a separate call, except with --runs 1 (large sizes), where the
         // timed call itself is profiled: the profiler's overhead is small beside a tile's convolutions.
         double flops = 0, s = 0;
@@ -368,7 +381,10 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
           s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         }
         (enc ? encode_s : decode_s) = s;
-        MemoryQuery q = m.pipeline->memory_query(1, o.height, o.width, {});
+        MemoryQuery q = memory_query(o);  // the autoencoder's weights: all the process holds besides
+        q.weight_bytes = module_bytes(m.codec->autoencoder());
+        if (po.device.is_cpu() && po.channels_last && prepacked_convolutions_enabled())
+          q.prepacked_bytes = module_bytes(m.codec->autoencoder(), true);
         const MemoryEstimate est = estimate_memory(m.config, q);
         sink(BenchRecord{{"bench", part},
                          {"size", fmt::format("{}x{}", o.width, o.height)},
@@ -428,6 +444,7 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
                        {"estimated_peak_mib", round_to(est.peak() / 1048576.0, 0)}});
     }
     m.pipeline.reset();
+    m.codec.reset();
   }
 
   if (wants(o, "agreement")) {
@@ -435,7 +452,7 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
     PipelineOptions fp32 = po, bf16 = po;
     fp32.precision = torch::kFloat32;
     bf16.precision = torch::kBFloat16;
-    Models a = build_models(o, fp32), b = build_models(o, bf16);
+    Models a = build_models(o, fp32, true), b = build_models(o, bf16, true);
     const int64_t f = a.config.autoencoder ? a.config.autoencoder->ddconfig.downsampling_factor() : 1;
     const int64_t h = o.height / f, w = o.width / f;
     Tensor x = torch::randn({1, a.config.unet.in_channels, h, w}, at::detail::createCPUGenerator(o.seed)).to(device);

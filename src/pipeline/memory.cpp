@@ -71,7 +71,18 @@ int64_t autoencoder_bytes(const DDConfig& d, int64_t n, int64_t H, int64_t W, in
 
 }  // namespace
 
-int64_t MemoryEstimate::peak() const { return inputs + std::max({unet + spade_cache, encode + spade_cache, decode}); }
+int64_t MemoryEstimate::peak() const {
+  return weights + inputs + std::max({unet + spade_cache, encode + spade_cache, decode});
+}
+
+int64_t module_bytes(const torch::nn::Module& module, bool convolutions_only) {
+  int64_t total = 0;
+  for (const auto& p : module.parameters())
+    if (!convolutions_only || p.dim() == 4) total += static_cast<int64_t>(p.nbytes());
+  if (!convolutions_only)
+    for (const auto& b : module.buffers()) total += static_cast<int64_t>(b.nbytes());
+  return total;
+}
 
 std::string format_gib(int64_t bytes) {
   if (bytes < (int64_t{1} << 30)) return fmt::format("{} MiB", (bytes + (1 << 19)) >> 20);
@@ -82,7 +93,7 @@ std::string MemoryEstimate::describe() const {
   auto gib = [](int64_t b) { return fmt::format("{:.1f}", b / 1073741824.0); };
   std::string parts = fmt::format("U-Net {}, SPADE cache {}", gib(unet), gib(spade_cache));
   if (encode || decode) parts += fmt::format(", encoding {}, decoding {}", gib(encode), gib(decode));
-  return fmt::format("{} ({}, inputs {})", format_gib(peak()), parts, gib(inputs));
+  return fmt::format("{} ({}, inputs {}, weights {})", format_gib(peak()), parts, gib(inputs), gib(weights));
 }
 
 MemoryEstimate estimate_memory(const ModelConfig& config, const MemoryQuery& q) {
@@ -93,6 +104,7 @@ MemoryEstimate estimate_memory(const ModelConfig& config, const MemoryQuery& q) 
   const int64_t h = q.height / f, w = q.width / f, e = q.element_bytes;
   const int64_t forward_batch = q.batch * (q.guidance_pair ? 2 : 1);
   MemoryEstimate m;
+  m.weights = q.weight_bytes + q.prepacked_bytes;
   m.unet = unet_bytes(config.unet, forward_batch, h, w, e);
   if (q.cache_spade) m.spade_cache = spade_bytes(config.unet, forward_batch, h, w, e);
   // One-hot maps (fp32 and the compute dtype), pixel images (original and current), latents and noise.
@@ -114,7 +126,8 @@ void check_memory(const ModelConfig& config, const MemoryQuery& query, int64_t l
   if (limit_bytes <= 0 && machine <= 0) return;  // unknown (not Linux): nothing to compare with
   const int64_t available = limit_bytes > 0 ? limit_bytes : machine + allocator_free_bytes();
   const MemoryEstimate need = estimate_memory(config, query);
-  if (need.peak() <= available) return;
+  // The loaded weights are in use already: what is asked of the machine is the rest.
+  if (need.peak() - query.weight_bytes <= available) return;
   std::string hint;
   const bool autoencoder_heavy = std::max(need.encode, need.decode) > need.unet + need.spade_cache;
   if (config.autoencoder && query.tile == 0 && autoencoder_heavy) {
@@ -122,15 +135,17 @@ void check_memory(const ModelConfig& config, const MemoryQuery& query, int64_t l
     tiled.tile = 512;
     const MemoryEstimate with_tiles = estimate_memory(config, tiled);
     hint =
-        with_tiles.peak() <= available
+        with_tiles.peak() - query.weight_bytes <= available
             ? fmt::format("; --tile 512 runs the autoencoder in tiles and would need {}", format_gib(with_tiles.peak()))
             : fmt::format("; even with --tile 512 (autoencoder in tiles) it would need {}: use a smaller size",
                           format_gib(with_tiles.peak()));
   } else {
     hint = "; most of it is the U-Net's, which does not tile: use a smaller size or batch";
   }
-  fail("{}: {}x{} would need about {} but this machine has {} available{}", what, query.width, query.height,
-       need.describe(), format_gib(available), hint);
+  fail("{}: {}x{} would need about {} but this machine has {} available{}{}", what, query.width, query.height,
+       need.describe(), format_gib(available),
+       query.weight_bytes ? fmt::format(" besides the {} of weights loaded", format_gib(query.weight_bytes)) : "",
+       hint);
 }
 
 }  // namespace iidm

@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "core/conv.h"
 #include "core/error.h"
 #include "core/image.h"
 #include "core/state_dict.h"
@@ -12,16 +13,6 @@
 
 namespace iidm {
 using torch::Tensor;
-
-void prepare_for_inference(torch::nn::Module& module, const PipelineOptions& options) {
-  module.eval();
-  module.to(options.device, options.precision);
-  if (options.channels_last) {
-    torch::NoGradGuard no_grad;
-    for (auto& p : module.parameters())
-      if (p.dim() == 4) p.set_data(p.data().contiguous(torch::MemoryFormat::ChannelsLast));
-  }
-}
 
 namespace {
 
@@ -40,25 +31,15 @@ void validate_ensemble_weights(const std::vector<double>& weights, size_t unets)
 
 Pipeline::Pipeline(ModelConfig config, std::vector<UNetModel> unets, std::vector<double> weights,
                    Autoencoder autoencoder, PipelineOptions options)
-    : config_(std::move(config)),
-      unets_(std::move(unets)),
-      weights_(std::move(weights)),
-      autoencoder_(std::move(autoencoder)),
-      options_(options) {
+    : config_(std::move(config)), unets_(std::move(unets)), weights_(std::move(weights)), options_(options) {
   if (unets_.empty()) fail("pipeline: no U-Net");
   if (weights_.empty()) weights_.assign(unets_.size(), 1.0);
   validate_ensemble_weights(weights_, unets_.size());
-  if (config_.autoencoder.has_value() != static_cast<bool>(autoencoder_))
+  if (config_.autoencoder.has_value() != static_cast<bool>(autoencoder))
     fail("pipeline: the model config {} an autoencoder", config_.autoencoder ? "needs" : "has no");
   if (options_.tile < 0) fail("pipeline: tile size must be >= 0 (0 = whole image), got {}", options_.tile);
-  if (options_.tile > 0 && autoencoder_) {
-    const int64_t f = config_.autoencoder->ddconfig.downsampling_factor();
-    if (options_.tile % f || options_.tile < 4 * f)
-      fail("pipeline: --tile {} must be a multiple of the autoencoder's factor {} and at least {}", options_.tile, f,
-           4 * f);
-  }
+  if (autoencoder) codec_.emplace(std::move(autoencoder), options_);
   for (auto& u : unets_) prepare_for_inference(*u, options_);
-  if (autoencoder_) prepare_for_inference(*autoencoder_, options_);
 }
 
 void ModelFiles::validate() const {
@@ -93,10 +74,6 @@ int Pipeline::size_multiple() const {
   return latent() ? unet_factor * config_.autoencoder->ddconfig.downsampling_factor() : unet_factor;
 }
 
-torch::MemoryFormat Pipeline::memory_format() const {
-  return options_.channels_last ? torch::MemoryFormat::ChannelsLast : torch::MemoryFormat::Contiguous;
-}
-
 MemoryQuery Pipeline::memory_query(int64_t batch, int64_t height, int64_t width,
                                    const std::vector<Stage>& stages) const {
   MemoryQuery q;
@@ -109,42 +86,24 @@ MemoryQuery Pipeline::memory_query(int64_t batch, int64_t height, int64_t width,
                     });
   q.cache_spade = options_.cache_spade;
   q.tile = options_.tile;
+  for (const auto& u : unets_) {
+    q.weight_bytes += module_bytes(*u);
+    q.prepacked_bytes += module_bytes(*u, true);
+  }
+  if (codec_) {
+    q.weight_bytes += module_bytes(codec_->autoencoder());
+    q.prepacked_bytes += module_bytes(codec_->autoencoder(), true);
+  }
+  // Only CPU channels-last inference prepacks (core/conv.h); copies made already are resident.
+  if (!(options_.device.is_cpu() && options_.channels_last && prepacked_convolutions_enabled())) q.prepacked_bytes = 0;
+  q.weight_bytes += std::min(q.prepacked_bytes, prepacked_convolution_bytes());
+  q.prepacked_bytes -= std::min(q.prepacked_bytes, prepacked_convolution_bytes());
   return q;
 }
 
 void Pipeline::check_memory(int64_t batch, int64_t height, int64_t width, const std::vector<Stage>& stages,
                             const std::string& what) const {
   iidm::check_memory(config_, memory_query(batch, height, width, stages), options_.memory_limit, what);
-}
-
-TileOptions Pipeline::tile_options(bool decoding) const {
-  const int64_t f = config_.autoencoder->ddconfig.downsampling_factor();
-  TileOptions t;
-  if (options_.tile <= 0) return t;
-  // A quarter of the tile shared with each neighbour, in whole latent pixels.
-  const int64_t overlap = std::max<int64_t>(1, options_.tile / f / 4) * f;
-  t.tile = decoding ? options_.tile / f : options_.tile;
-  t.overlap = decoding ? overlap / f : overlap;
-  t.scale = decoding ? static_cast<double>(f) : 1.0 / f;
-  t.multiple = decoding ? 1 : f;
-  t.norm_statistics_passes = 1;  // a recording pass: 2x the time, 3x closer to untiled (docs/performance.md)
-  return t;
-}
-
-Tensor Pipeline::encode(const Tensor& images) {
-  torch::NoGradGuard no_grad;
-  auto run = [&](const Tensor& x) {
-    return autoencoder_->encode(x.to(options_.device, options_.precision).contiguous(memory_format()));
-  };
-  return tiled_apply(run, images, tile_options(false)).contiguous();
-}
-
-Tensor Pipeline::decode(const Tensor& latents) {
-  torch::NoGradGuard no_grad;
-  auto run = [&](const Tensor& z) {
-    return autoencoder_->decode(z.to(options_.device, options_.precision).contiguous(memory_format()));
-  };
-  return tiled_apply(run, latents, tile_options(true)).contiguous();
 }
 
 const GaussianDiffusion& Pipeline::chain(const std::string& respacing) {
@@ -286,7 +245,7 @@ Tensor Pipeline::run_stage(Batch& b, const Tensor& current_in, const Stage& stag
   std::vector<int64_t> visited;
   const ModelFn recorded = [&](const Tensor& xt, const Tensor& t) {
     visited.push_back(t[0].item<int64_t>());
-    return bound(xt.contiguous(memory_format()), t).to(torch::kFloat32).contiguous();
+    return bound(xt.contiguous(options_.memory_format()), t).to(torch::kFloat32).contiguous();
   };
 
   SampleOptions so;

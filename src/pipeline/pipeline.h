@@ -8,38 +8,22 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "autoencoder/autoencoder.h"
-#include "autoencoder/tiling.h"
 #include "core/labels.h"  // GenerationItem inputs: read_label_map, check_label_range
 #include "core/seed.h"    // GenerationItem::seed: derive_seed
 #include "diffusion/gaussian_diffusion.h"
+#include "pipeline/codec.h"
 #include "pipeline/memory.h"
 #include "pipeline/model_config.h"
+#include "pipeline/options.h"
 #include "pipeline/stage.h"
 #include "unet/unet.h"
 
 namespace iidm {
-
-struct PipelineOptions {
-  torch::Device device = torch::kCPU;
-  torch::ScalarType precision = torch::kFloat32;  // bf16 runs the networks in bfloat16 (sampler maths stays fp32)
-  bool channels_last = false;                     // NHWC convolutions (fastest with bf16 on AMX CPUs)
-  bool batched_guidance = true;                   // cond + uncond in one forward
-  int64_t ignore_label = 255;                     // "unlabelled" (sparse layouts): zero one-hot vector
-  // SPADE's γ/β computed once per label map and reused by every step and round (bit-identical;
-  // costs their memory, ~185 MiB bf16 per map at IIDM's size). Off: recomputed per forward.
-  bool cache_spade = true;
-  // Autoencoder tiles (autoencoder/tiling.h): side in image pixels, 0 = the whole image at once.
-  // Tiles share a quarter of their side with each neighbour; memory then grows with the tile, not
-  // the image.
-  int64_t tile = 0;
-  // generate() refuses, before any work, inputs whose estimated memory (pipeline/memory.h) exceeds
-  // this many bytes; 0 = what the machine has available.
-  int64_t memory_limit = 0;
-};
 
 // Files that make up a model: the config, one or more U-Net weights (per-step ensemble with
 // weights) and, for latent models, the autoencoder weights.
@@ -80,7 +64,7 @@ class Pipeline {
 
   const ModelConfig& config() const { return config_; }
   const PipelineOptions& options() const { return options_; }
-  bool latent() const { return static_cast<bool>(autoencoder_); }
+  bool latent() const { return codec_.has_value(); }
   // Height and width must be multiples of this.
   int size_multiple() const;
 
@@ -96,9 +80,9 @@ class Pipeline {
                     const std::string& what) const;
 
   // Latent models: pixel images [B, 3, H, W] in [-1, 1] to diffusion latents and back (float32),
-  // in tiles when options().tile > 0.
-  torch::Tensor encode(const torch::Tensor& images);
-  torch::Tensor decode(const torch::Tensor& latents);
+  // in tiles when options().tile > 0 (pipeline/codec.h).
+  torch::Tensor encode(const torch::Tensor& images) { return codec_->encode(images); }
+  torch::Tensor decode(const torch::Tensor& latents) { return codec_->decode(latents); }
 
   // Steps done and the total over all stages, after each denoising step.
   using Progress = std::function<void(int64_t done, int64_t total)>;
@@ -117,18 +101,13 @@ class Pipeline {
   // One stage: from `current` pixel images (undefined: pure noise) to the next ones.
   torch::Tensor run_stage(Batch& batch, const torch::Tensor& current, const Stage& stage, size_t stage_number,
                           GenerationResult& result, const std::function<void(int64_t)>& on_step);
-  TileOptions tile_options(bool decoding) const;
-  torch::MemoryFormat memory_format() const;
 
   ModelConfig config_;
   std::vector<UNetModel> unets_;
   std::vector<double> weights_;
-  Autoencoder autoencoder_{nullptr};
+  std::optional<LatentCodec> codec_;  // latent models only
   PipelineOptions options_;
   std::map<std::string, std::shared_ptr<const GaussianDiffusion>> chains_;  // by respacing
 };
-
-// Puts a module on a device / dtype / memory format for inference.
-void prepare_for_inference(torch::nn::Module& module, const PipelineOptions& options);
 
 }  // namespace iidm

@@ -54,6 +54,18 @@ Tensor modulate_fresh(Tensor fresh, const Tensor& scale, const Tensor& shift) {
   return in_place() ? fresh.mul_(scale).add_(shift) : fresh * scale + shift;
 }
 
+// SiLU((GroupNorm(x) [* spatial]) [* channel]) in x's dtype: the fused pass of core/fused_norm.h
+// where it applies (CPU inference, channels-last), else the same steps as separate operators in
+// float32.
+Tensor group_norm_silu(torch::nn::GroupNorm& norm, const Tensor& x, const Modulation& spatial = {},
+                       const Modulation& channel = {}) {
+  if (Tensor fused = fused_group_norm_silu(*norm, x, spatial, channel); fused.defined()) return fused;
+  Tensor h = group_norm_wide(norm, x);
+  if (spatial.defined()) h = modulate_fresh(h, spatial.scale, spatial.shift);
+  if (channel.defined()) h = modulate_fresh(h, channel.scale, channel.shift);
+  return silu_narrow(h, x.scalar_type());
+}
+
 // input_blocks.0.0: a bare conv whose weight/bias sit directly under the layer's index.
 class InputConv : public UNetLayer {
  public:
@@ -125,8 +137,7 @@ struct ResBlockParts {
 class ResBlockBase : public UNetLayer {
  public:
   Tensor forward(const Tensor& x_in, const LabelConditioning& cond, const Tensor& emb) override {
-    const auto dtype = x_in.scalar_type();
-    Tensor h = silu_narrow(norm_in(x_in, cond), dtype);
+    Tensor h = norm_silu_in(x_in, cond);
     Tensor x = x_in;
     if (p_.updown != Resample::kNone) {  // resample between the activation and the conv
       h = resample(h, p_.updown);
@@ -136,20 +147,21 @@ class ResBlockBase : public UNetLayer {
     Tensor emb_out = emb_linear->forward(torch::silu(emb)).to(h.scalar_type()).unsqueeze(-1).unsqueeze(-1);
     if (p_.scale_shift) {
       auto chunks = emb_out.chunk(2, 1);  // scale, shift: [N, C, 1, 1] each
-      h = modulate_fresh(norm_out(h, cond), 1 + chunks[0], chunks[1]);
+      h = norm_silu_out(h, cond, {1 + chunks[0], chunks[1]});
     } else {
-      h = norm_out(h + emb_out, cond);
+      h = norm_silu_out(h + emb_out, cond, {});
     }
-    h = conv2d(*out_conv, torch::dropout(silu_narrow(h, dtype), p_.dropout, is_training()));
+    h = conv2d(*out_conv, torch::dropout(h, p_.dropout, is_training()));
     const Tensor residual = skip ? conv2d(skip, x) : x;
     return in_place() ? h.add_(residual) : residual + h;
   }
 
  protected:
   explicit ResBlockBase(const ResBlockParts& p) : p_(p) {}
-  // Both return float32 (group_norm_wide, SPADE): modulation and SiLU run there (silu_narrow).
-  virtual Tensor norm_in(const Tensor& x, const LabelConditioning& cond) = 0;
-  virtual Tensor norm_out(const Tensor& h, const LabelConditioning& cond) = 0;
+  // SiLU(norm(x)) and SiLU(norm(h) * (1 + scale) + shift) in the activations' dtype; the norm (and
+  // its modulation and SiLU) computed in float32.
+  virtual Tensor norm_silu_in(const Tensor& x, const LabelConditioning& cond) = 0;
+  virtual Tensor norm_silu_out(const Tensor& h, const LabelConditioning& cond, const Modulation& emb) = 0;
 
   // The children in the reference's order (out_layers, then skip_connection); `norm` (or nullptr)
   // becomes entry 0 of the Sequential.
@@ -197,8 +209,10 @@ class ResBlock : public ResBlockBase {
   }
 
  private:
-  Tensor norm_in(const Tensor& x, const LabelConditioning&) override { return group_norm_wide(in_norm, x); }
-  Tensor norm_out(const Tensor& h, const LabelConditioning&) override { return group_norm_wide(out_norm, h); }
+  Tensor norm_silu_in(const Tensor& x, const LabelConditioning&) override { return group_norm_silu(in_norm, x); }
+  Tensor norm_silu_out(const Tensor& h, const LabelConditioning&, const Modulation& emb) override {
+    return group_norm_silu(out_norm, h, {}, emb);
+  }
   torch::nn::GroupNorm in_norm{nullptr}, out_norm{nullptr};
 };
 
@@ -215,11 +229,11 @@ class SDMResBlock : public ResBlockBase {
   }
 
  private:
-  Tensor norm_in(const Tensor& x, const LabelConditioning& cond) override {
-    return in_norm->forward(x, cond.map, cond.cache);
+  Tensor norm_silu_in(const Tensor& x, const LabelConditioning& cond) override {
+    return in_norm->forward_silu(x, cond.map, cond.cache);
   }
-  Tensor norm_out(const Tensor& h, const LabelConditioning& cond) override {
-    return out_norm->forward(h, cond.map, cond.cache);
+  Tensor norm_silu_out(const Tensor& h, const LabelConditioning& cond, const Modulation& emb) override {
+    return out_norm->forward_silu(h, cond.map, cond.cache, emb);
   }
   SPADEGroupNorm in_norm{nullptr}, out_norm{nullptr};
 };
@@ -342,14 +356,21 @@ std::pair<Tensor, Tensor> SPADEGroupNormImpl::modulation(const Tensor& segmap, i
   return {1 + conv2d(mlp_gamma, actv), conv2d(mlp_beta, actv)};
 }
 
+std::pair<Tensor, Tensor> SPADEGroupNormImpl::maps(const Tensor& x, const Tensor& segmap, SpadeCache* cache) {
+  if (!cache) return modulation(segmap, x.size(2), x.size(3), x.scalar_type());
+  return cache->next([&] { return modulation(segmap, x.size(2), x.size(3), x.scalar_type()); });
+}
+
 Tensor SPADEGroupNormImpl::forward(const Tensor& x, const Tensor& segmap, SpadeCache* cache) {
   Tensor normalized = group_norm_wide(norm, x);
-  if (!cache) {
-    auto [scale, shift] = modulation(segmap, x.size(2), x.size(3), x.scalar_type());
-    return modulate_fresh(normalized, scale, shift);
-  }
-  const auto& [scale, shift] = cache->next([&] { return modulation(segmap, x.size(2), x.size(3), x.scalar_type()); });
+  const auto [scale, shift] = maps(x, segmap, cache);
   return modulate_fresh(normalized, scale, shift);
+}
+
+Tensor SPADEGroupNormImpl::forward_silu(const Tensor& x, const Tensor& segmap, SpadeCache* cache,
+                                        const Modulation& channel) {
+  const auto [scale, shift] = maps(x, segmap, cache);
+  return group_norm_silu(norm, x, {scale, shift}, channel);
 }
 
 int64_t SpadeCache::bytes() const {
@@ -533,7 +554,7 @@ Tensor UNetModelImpl::forward(const Tensor& x, const Tensor& timesteps, const Te
     hs.pop_back();
     h = block->forward(h, cond, emb);
   }
-  h = conv2d(out_conv, silu_narrow(group_norm_wide(out_norm, h), h.scalar_type()));
+  h = conv2d(out_conv, group_norm_silu(out_norm, h));
   if (spade_cache) spade_cache->finish();
   return h.to(x.scalar_type());
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/fused_norm.h"
 #include "core/norm.h"
 #include "unet/unet_config.h"
 
@@ -76,11 +77,17 @@ class SPADEGroupNormImpl : public torch::nn::Module {
   // norm(x) * (1 + γ(segmap)) + β(segmap), in float32 (the SiLU after it runs there too); with a
   // cache, γ and β come from it (or go into it).
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& segmap, SpadeCache* cache = nullptr);
+  // SiLU(forward(...) [* channel.scale + channel.shift]) in x's dtype: what an SDMResBlock runs before
+  // each conv, in one pass where core/fused_norm.h applies.
+  torch::Tensor forward_silu(const torch::Tensor& x, const torch::Tensor& segmap, SpadeCache* cache,
+                             const Modulation& channel = {});
 
  private:
   // (1 + γ, β) at x's resolution.
   std::pair<torch::Tensor, torch::Tensor> modulation(const torch::Tensor& segmap, int64_t height, int64_t width,
                                                      torch::ScalarType dtype);
+  // (1 + γ, β) for x: from the cache, into it, or computed.
+  std::pair<torch::Tensor, torch::Tensor> maps(const torch::Tensor& x, const torch::Tensor& segmap, SpadeCache* cache);
   torch::nn::GroupNorm norm{nullptr};
   std::shared_ptr<IndexedModule> mlp_shared;
   torch::nn::Conv2d mlp_shared_conv{nullptr}, mlp_gamma{nullptr}, mlp_beta{nullptr};
