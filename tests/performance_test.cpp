@@ -43,8 +43,9 @@ Tensor random_one_hot(int64_t n, int classes, int64_t h, int64_t w, uint64_t see
 class PrepackedConvTest : public ::testing::TestWithParam<torch::ScalarType> {};
 
 TEST_P(PrepackedConvTest, EqualsTheModulesForward) {
-  if (!prepacked_convolutions_enabled()) GTEST_SKIP() << "this LibTorch has no mkldnn_prepacked ops";
   const auto dtype = GetParam();
+  if (!prepacked_convolutions_enabled(dtype))
+    GTEST_SKIP() << "no prepacked convolutions for this dtype here (no mkldnn_prepacked ops, or bf16 without AVX-512)";
   torch::NoGradGuard no_grad;
   torch::manual_seed(3);
   struct Case {

@@ -55,12 +55,22 @@ std::unordered_map<const c10::TensorImpl*, std::vector<Entry>> cache;
 
 std::vector<int64_t> pair(const torch::ExpandingArray<2>& a) { return {(*a)[0], (*a)[1]}; }
 
+// oneDNN 2.6 has bf16 convolution kernels only from AVX-512 (BW, VL, DQ) on: elsewhere its primitive
+// cannot be created ("could not create a primitive descriptor iterator") and LibTorch's own
+// forward takes its slow reference path instead. The same test as LibTorch's
+// mkldnn_bf16_device_check(), so the prepacked path is taken exactly where LibTorch's would be.
+bool onednn_has_bf16() {
+  static const bool has = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
+                          __builtin_cpu_supports("avx512dq");
+  return has;
+}
+
 // Whether the prepacked path computes exactly what the module's forward would.
 bool eligible(const torch::nn::Conv2dImpl& conv, const Tensor& x) {
   const auto& o = conv.options;
   const auto dtype = x.scalar_type();
   return enabled.load(std::memory_order_relaxed) && !at::GradMode::is_enabled() && x.device().is_cpu() &&
-         x.dim() == 4 && (dtype == torch::kFloat32 || dtype == torch::kBFloat16) &&
+         x.dim() == 4 && (dtype == torch::kFloat32 || (dtype == torch::kBFloat16 && onednn_has_bf16())) &&
          conv.weight.scalar_type() == dtype && (!conv.bias.defined() || conv.bias.scalar_type() == dtype) &&
          x.is_contiguous(torch::MemoryFormat::ChannelsLast) && !o.transposed() &&
          c10::holds_alternative<torch::ExpandingArray<2>>(o.padding()) &&
@@ -116,6 +126,10 @@ Tensor conv2d(torch::nn::Conv2dImpl& conv, const Tensor& x) {
 double prepacked_convolution_flops() { return static_cast<double>(flops.load()); }
 
 bool prepacked_convolutions_enabled() { return enabled.load() && ops().available(); }
+bool prepacked_convolutions_enabled(torch::ScalarType dtype) {
+  return prepacked_convolutions_enabled() &&
+         (dtype == torch::kFloat32 || (dtype == torch::kBFloat16 && onednn_has_bf16()));
+}
 void set_prepacked_convolutions(bool on) { enabled.store(on); }
 
 int64_t prepacked_convolution_bytes() {

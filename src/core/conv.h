@@ -24,6 +24,9 @@ inline torch::Tensor conv2d(const torch::nn::Conv2d& conv, const torch::Tensor& 
 // Whether prepacking is on (default: yes; IIDM_PREPACK=0 turns it off, for measuring) and a switch
 // for tests and benchmarks.
 bool prepacked_convolutions_enabled();
+// Whether prepacking is on and covers `dtype` on this CPU: oneDNN has bf16 convolutions only from
+// AVX-512 on, so bf16 takes the module's forward on an AVX2 CPU.
+bool prepacked_convolutions_enabled(torch::ScalarType dtype);
 void set_prepacked_convolutions(bool enabled);
 
 // Floating-point operations done by prepacked convolutions so far (the profiler cannot count
