@@ -60,8 +60,8 @@ std::vector<int64_t> pair(const torch::ExpandingArray<2>& a) { return {(*a)[0], 
 // forward takes its slow reference path instead. The same test as LibTorch's
 // mkldnn_bf16_device_check(), so the prepacked path is taken exactly where LibTorch's would be.
 bool onednn_has_bf16() {
-  static const bool has = __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") &&
-                          __builtin_cpu_supports("avx512dq");
+  static const bool has =
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   return has;
 }
 
