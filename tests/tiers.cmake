@@ -9,10 +9,10 @@
 # tests/CMakeLists.txt labels the tests it adds itself; ctest includes this file again after the
 # GoogleTest cases are discovered (their names are in iidm_tests_TESTS then) and labels those.
 set(IIDM_TIER_PARITY "^(Shared/ParityCase|ParityCases|ParityTolerance)\\." "^cli_check_parity")
-set(IIDM_TIER_CLI "^(BatchCli|TrainingCli|AblateCli|GenerateCli)\\." "^Training\\.TwoProcessesOnLoopbackEqualOneProcess$" "^cli_check_parity")
+set(IIDM_TIER_CLI "^(BatchCli|TrainingCli|AblateCli|GenerateCli)\\." "^web_editor$" "^Training\\.TwoProcessesOnLoopbackEqualOneProcess$" "^cli_check_parity")
 set(IIDM_TIER_SLOW "^(Training|AutoencoderTraining|Distillation|TrainingCli|BatchCli|AblateCli|Generation)\\."
     "^Segmenter\\.TrainingLiftsPixelAccuracyAndResumesExactly$" "^Configs\\.IidmBuildsThePublishedDenoiser$"
-    "^convert_checkpoint$" "^ablation_report$" "^Precision\\." "^Tiling\\.DemoDecoderWithTheImagesStatistics")
+    "^convert_checkpoint$" "^ablation_report$" "^Precision\\." "^Serve\\." "^web_editor$" "^Tiling\\.DemoDecoderWithTheImagesStatistics")
 
 function(iidm_test_labels name out_var)
   set(labels "")

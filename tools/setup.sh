@@ -14,17 +14,27 @@ packages=(
   libgloo-dev             # headers of the Gloo backend of c10d (multi-process training)
   python3-torch python3-numpy  # tools/ (checkpoint conversion, TorchScript export) and their tests
   python3-matplotlib      # tools/ablation_report.py: the charts of an ablation
+  pkgconf libcpp-httplib-dev  # `iidm serve`: cpp-httplib (a shared library found by pkg-config)
+  chromium                # tests/web: the editor page in a real headless browser
 )
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js drives the browser test (playwright-core). Any node >= 18 with npm will do, Debian's or
+# another vendor's (whose nodejs package bundles npm and conflicts with Debian's npm package).
+command -v node > /dev/null && command -v npm > /dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "setup: installing ${missing[*]}"
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
   $sudo apt-get update
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
+# The browser test's one npm package, pinned by tests/web/package-lock.json.
+if [ ! -d tests/web/node_modules/playwright-core ]; then
+  npm ci --prefix tests/web --no-audit --no-fund
 fi
 
 jobs=$(nproc 2>/dev/null || echo 2)

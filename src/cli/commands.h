@@ -42,5 +42,6 @@ std::function<int()> add_evaluate_command(CLI::App& app, const CommonOptions& co
 std::function<int()> add_score_command(CLI::App& app, const CommonOptions& common);
 std::function<int()> add_ablate_command(CLI::App& app, const CommonOptions& common);
 std::function<int()> add_bench_command(CLI::App& app, const CommonOptions& common);
+std::function<int()> add_serve_command(CLI::App& app, const CommonOptions& common);
 
 }  // namespace iidm::cli

@@ -31,6 +31,7 @@ int main(int argc, char** argv) {
       {"score", iidm::cli::add_score_command(app, common)},
       {"ablate", iidm::cli::add_ablate_command(app, common)},
       {"bench", iidm::cli::add_bench_command(app, common)},
+      {"serve", iidm::cli::add_serve_command(app, common)},
   };
 
   try {

@@ -1,5 +1,7 @@
 #include "core/fs.h"
 
+#include <algorithm>
+
 #include <unistd.h>
 
 #include <cerrno>
@@ -50,6 +52,12 @@ std::string read_file(const std::string& path) {
   ss << in.rdbuf();
   if (in.bad()) fail("{}: read failed", path);
   return ss.str();
+}
+
+bool is_image_file(const std::filesystem::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
+  return std::filesystem::is_regular_file(path) && (ext == ".jpg" || ext == ".jpeg" || ext == ".png");
 }
 
 }  // namespace iidm

@@ -1,6 +1,7 @@
 #pragma once
 // File-system helpers shared by every writer: outputs appear complete or not at all.
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 namespace iidm {
@@ -28,5 +29,7 @@ class AtomicFile {
 void write_file_atomic(const std::string& path, const std::string& bytes);
 // Reads a whole file; throws iidm::Error naming the file if it cannot.
 std::string read_file(const std::string& path);
+// A .jpg/.jpeg/.png file (any case): what image folders are listed by.
+bool is_image_file(const std::filesystem::path& path);
 
 }  // namespace iidm

@@ -23,10 +23,9 @@ cv::Mat imread_checked(const std::string& path, int flags) {
   if (image.empty()) fail("{}: cannot decode image (unreadable, truncated or not an image)", path);
   return image;
 }
-}  // namespace
 
-torch::Tensor read_image(const std::string& path, int width, int height) {
-  cv::Mat bgr = imread_checked(path, cv::IMREAD_COLOR);
+// BGR from a decoder -> [1, 3, H, W] RGB in [-1, 1], resized as read_image promises.
+torch::Tensor to_tensor_resized(cv::Mat bgr, int width, int height) {
   if (width > 0 && height > 0 && (bgr.cols != width || bgr.rows != height)) {
     const bool shrink = bgr.cols > width && bgr.rows > height;
     cv::resize(bgr, bgr, cv::Size(width, height), 0, 0, shrink ? cv::INTER_AREA : cv::INTER_CUBIC);
@@ -36,7 +35,8 @@ torch::Tensor read_image(const std::string& path, int width, int height) {
   return from_rgb8(rgb).unsqueeze(0).contiguous();
 }
 
-void write_image(const std::string& path, const torch::Tensor& image, int jpeg_quality) {
+// One image [3, H, W] (or a batch of one) -> BGR 8-bit, for the encoders.
+cv::Mat to_bgr8(const torch::Tensor& image) {
   torch::Tensor t = image.detach();
   if (t.dim() == 4) {
     TORCH_CHECK(t.size(0) == 1, "write_image: one image at a time, got a batch of ", t.size(0));
@@ -45,6 +45,35 @@ void write_image(const std::string& path, const torch::Tensor& image, int jpeg_q
   TORCH_CHECK(t.dim() == 3 && t.size(0) == 3, "write_image: expected [3, H, W], got ", t.sizes());
   cv::Mat bgr;
   cv::cvtColor(to_rgb8(t), bgr, cv::COLOR_RGB2BGR);
+  return bgr;
+}
+}  // namespace
+
+torch::Tensor read_image(const std::string& path, int width, int height) {
+  return to_tensor_resized(imread_checked(path, cv::IMREAD_COLOR), width, height);
+}
+
+torch::Tensor decode_image(const std::string& bytes, const std::string& source_name, int width, int height) {
+  if (bytes.empty()) fail("{}: empty file (not an image)", source_name);
+  cv::Mat bgr;
+  try {
+    bgr = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data())),
+                       cv::IMREAD_COLOR);
+  } catch (const cv::Exception& e) {
+    fail("{}: cannot decode image: {}", source_name, e.what());
+  }
+  if (bgr.empty()) fail("{}: cannot decode image (unreadable, truncated or not an image)", source_name);
+  return to_tensor_resized(bgr, width, height);
+}
+
+std::string encode_png(const torch::Tensor& image) {
+  std::vector<uchar> encoded;
+  if (!cv::imencode(".png", to_bgr8(image), encoded)) fail("cannot encode a PNG image");
+  return std::string(encoded.begin(), encoded.end());
+}
+
+void write_image(const std::string& path, const torch::Tensor& image, int jpeg_quality) {
+  const cv::Mat bgr = to_bgr8(image);
   std::string ext = std::filesystem::path(path).extension().string();
   for (auto& c : ext) c = static_cast<char>(std::tolower(c));
   if (ext != ".png" && ext != ".jpg" && ext != ".jpeg") fail("{}: output must be .png, .jpg or .jpeg", path);

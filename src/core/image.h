@@ -12,6 +12,10 @@ namespace iidm {
 // Reads any image OpenCV can decode (8-bit; grey is expanded to RGB). Resized with area/bicubic
 // interpolation to width x height when both are > 0 and differ from the file.
 torch::Tensor read_image(const std::string& path, int width = 0, int height = 0);
+// The same from a file's bytes (an upload); `source_name` starts every error message.
+torch::Tensor decode_image(const std::string& bytes, const std::string& source_name, int width = 0, int height = 0);
+// [3, H, W] (or [1, 3, H, W]) in [-1, 1] as the bytes of a PNG file: what write_image stores.
+std::string encode_png(const torch::Tensor& image);
 // Writes [1 or none, 3, H, W] in [-1, 1] (clamped, rounded) as PNG/JPEG by extension, atomically.
 void write_image(const std::string& path, const torch::Tensor& image, int jpeg_quality = 95);
 

@@ -3,6 +3,7 @@
 #include <png.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -17,10 +18,16 @@ namespace iidm {
 using torch::Tensor;
 
 std::optional<std::pair<int64_t, int64_t>> png_dimensions(const std::string& path) {
-  // Signature (8 bytes), then the IHDR chunk: length (4), "IHDR", width and height (big-endian).
   std::ifstream in(path, std::ios::binary);
-  unsigned char head[24];
-  if (!in.read(reinterpret_cast<char*>(head), sizeof head)) return std::nullopt;
+  std::string head(24, '\0');
+  if (!in.read(head.data(), 24)) return std::nullopt;
+  return png_dimensions_of(head);
+}
+
+std::optional<std::pair<int64_t, int64_t>> png_dimensions_of(const std::string& bytes) {
+  // Signature (8 bytes), then the IHDR chunk: length (4), "IHDR", width and height (big-endian).
+  if (bytes.size() < 24) return std::nullopt;
+  const auto* head = reinterpret_cast<const unsigned char*>(bytes.data());
   static const unsigned char kSignature[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
   if (std::memcmp(head, kSignature, 8) != 0 || std::memcmp(head + 12, "IHDR", 4) != 0) return std::nullopt;
   auto be32 = [&](int at) {
@@ -131,7 +138,11 @@ cv::Mat decode_png(const std::string& path, const std::string& bytes) {
 
 Tensor read_label_map(const std::string& path, int width, int height) {
   if (!std::filesystem::exists(path)) fail("{}: no such file", path);
-  const std::string bytes = read_file(path);
+  return decode_label_map(read_file(path), path, width, height);
+}
+
+Tensor decode_label_map(const std::string& bytes, const std::string& path, int width, int height) {
+  if (bytes.empty()) fail("{}: empty file (not an image)", path);
   cv::Mat m;
   if (bytes.size() >= 8 && png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) == 0) {
     m = decode_png(path, bytes);
@@ -218,36 +229,42 @@ Tensor one_hot_labels(const Tensor& labels, int num_classes, int64_t ignore_labe
   return one_hot.contiguous();
 }
 
+std::array<uint8_t, 3> label_color(int id) {
+  // Hues by the golden angle, alternating lightness: neighbouring ids look different.
+  const double hue = std::fmod(id * 137.508, 360.0) / 60.0, v = id % 2 ? 0.95 : 0.7, s = 0.75;
+  const double c = v * s, x = c * (1 - std::fabs(std::fmod(hue, 2.0) - 1)), m = v - c;
+  double r = 0, g = 0, b = 0;
+  switch (static_cast<int>(hue)) {
+    case 0:
+      r = c, g = x;
+      break;
+    case 1:
+      r = x, g = c;
+      break;
+    case 2:
+      g = c, b = x;
+      break;
+    case 3:
+      g = x, b = c;
+      break;
+    case 4:
+      r = x, b = c;
+      break;
+    default:
+      r = c, b = x;
+      break;
+  }
+  auto byte = [](double v) { return static_cast<uint8_t>(std::lround(std::clamp(v, 0.0, 1.0) * 255)); };
+  return {byte(r + m), byte(g + m), byte(b + m)};
+}
+
 torch::Tensor colorize_labels(const torch::Tensor& labels, int64_t ignore_label) {
   torch::Tensor l = labels.dim() == 3 ? labels[0] : labels;
   if (l.dim() != 2) fail("colorize_labels: expected [H, W] labels, got {}", fmt::join(labels.sizes(), "x"));
-  // Hues by the golden angle, alternating lightness: neighbouring ids look different.
   torch::Tensor palette = torch::empty({256, 3});
   for (int id = 0; id < 256; ++id) {
-    const double hue = std::fmod(id * 137.508, 360.0) / 60.0, v = id % 2 ? 0.95 : 0.7, s = 0.75;
-    const double c = v * s, x = c * (1 - std::fabs(std::fmod(hue, 2.0) - 1)), m = v - c;
-    double r = 0, g = 0, b = 0;
-    switch (static_cast<int>(hue)) {
-      case 0:
-        r = c, g = x;
-        break;
-      case 1:
-        r = x, g = c;
-        break;
-      case 2:
-        g = c, b = x;
-        break;
-      case 3:
-        g = x, b = c;
-        break;
-      case 4:
-        r = x, b = c;
-        break;
-      default:
-        r = c, b = x;
-        break;
-    }
-    palette[id] = torch::tensor({r + m, g + m, b + m}) * 2 - 1;
+    const auto rgb = label_color(id);
+    palette[id] = torch::tensor({rgb[0] / 127.5 - 1, rgb[1] / 127.5 - 1, rgb[2] / 127.5 - 1});
   }
   if (ignore_label >= 0 && ignore_label < 256) palette[ignore_label].fill_(0.0);
   return palette.index_select(0, l.to(torch::kInt64).clamp(0, 255).flatten())

@@ -4,6 +4,8 @@
 // them into the U-Net's conditioning (one-hot channels, SDM's instance edges). Errors name the file.
 #include <torch/types.h>
 
+#include <array>
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <utility>
@@ -16,10 +18,14 @@ namespace iidm {
 // colour image whose channels are all equal is taken as grey; one with colour pixels is refused.
 // Other formats OpenCV decodes are read like grey ones.
 torch::Tensor read_label_map(const std::string& path, int width = 0, int height = 0);
+// The same from a file's bytes (an upload); `source_name` starts every error message.
+torch::Tensor decode_label_map(const std::string& bytes, const std::string& source_name, int width = 0, int height = 0);
 
 // The (width, height) a PNG file's header declares, read without decoding it (so an oversized map
 // can be refused before its pixels are allocated); nullopt for other formats and unreadable files.
 std::optional<std::pair<int64_t, int64_t>> png_dimensions(const std::string& path);
+// The same from a file's first bytes (at least 24 of them).
+std::optional<std::pair<int64_t, int64_t>> png_dimensions_of(const std::string& bytes);
 
 // Refuses a label map with a value outside [0, num_labels) that is not `ignore_label`; the message
 // starts with `source_name` (the file) and gives the first bad value.
@@ -41,5 +47,7 @@ torch::Tensor instance_edges(const torch::Tensor& instance);
 // A label map [H, W] (or [1, H, W]) shown in colour: a fixed, well-spread colour per class id
 // (grey for `ignore_label`), as [3, H, W] in [-1, 1]; for sample grids and previews.
 torch::Tensor colorize_labels(const torch::Tensor& labels, int64_t ignore_label = 255);
+// That colour of one class id, as 8-bit RGB (what the editor's palette shows).
+std::array<uint8_t, 3> label_color(int id);
 
 }  // namespace iidm

@@ -12,6 +12,38 @@ const std::vector<std::string> kLandscapeClasses{
     "land",     "building", "grass", "plant", "person",  "boat",  "waterfall", "wall",  "pier",  "path",
     "lake",     "bridge",   "field", "road",  "railing", "fence", "ship",      "house", "other"};
 
+const std::vector<std::array<uint8_t, 3>> kLandscapeClassColors{
+    {130, 96, 70},    // mountain
+    {110, 170, 235},  // sky
+    {40, 110, 200},   // water
+    {20, 70, 150},    // sea
+    {120, 120, 120},  // rock
+    {30, 120, 40},    // tree
+    {150, 110, 60},   // earth
+    {110, 150, 70},   // hill
+    {70, 150, 220},   // river
+    {225, 205, 150},  // sand
+    {175, 150, 100},  // land
+    {190, 80, 70},    // building
+    {110, 200, 80},   // grass
+    {60, 170, 110},   // plant
+    {240, 120, 180},  // person
+    {200, 140, 40},   // boat
+    {180, 230, 250},  // waterfall
+    {170, 160, 150},  // wall
+    {140, 100, 80},   // pier
+    {210, 180, 120},  // path
+    {50, 130, 180},   // lake
+    {160, 60, 130},   // bridge
+    {200, 200, 70},   // field
+    {80, 80, 90},     // road
+    {230, 160, 90},   // railing
+    {150, 90, 40},    // fence
+    {100, 80, 170},   // ship
+    {220, 90, 40},    // house
+    {250, 250, 250},  // other
+};
+
 namespace {
 
 using Rng = std::mt19937_64;

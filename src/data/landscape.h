@@ -4,6 +4,7 @@
 // It is the project's own data for tests, demo models and evaluation. Deterministic by seed.
 #include <opencv2/core.hpp>
 
+#include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -12,6 +13,9 @@ namespace iidm {
 
 // The 29 classes of the 2023 Jittor landscape track, value = index.
 extern const std::vector<std::string> kLandscapeClasses;
+// A colour per class that says what it is (sky blue, tree green, sand beige...): the editor's
+// palette, which people paint with. 8-bit RGB, by id.
+extern const std::vector<std::array<uint8_t, 3>> kLandscapeClassColors;
 enum LandscapeClass : uint8_t {
   kMountain = 0,
   kSky = 1,

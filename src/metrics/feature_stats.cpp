@@ -12,12 +12,6 @@
 namespace iidm {
 namespace fs = std::filesystem;
 
-bool is_image_file(const fs::path& path) {
-  std::string ext = path.extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), ::tolower);
-  return fs::is_regular_file(path) && (ext == ".jpg" || ext == ".jpeg" || ext == ".png");
-}
-
 Eigen::MatrixXd to_eigen(const torch::Tensor& features) {
   if (features.dim() != 2) fail("features must be [n, d], got {}", fmt::join(features.sizes(), "x"));
   const torch::Tensor f = features.to(torch::kCPU, torch::kFloat64).contiguous();

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "core/fs.h"  // is_image_file, which lists image folders
 #include "metrics/frechet.h"
 #include "metrics/networks.h"
 
@@ -21,9 +22,6 @@ struct FeatureSet {
   std::string identity;  // of the network
   bool from_cache = false;
 };
-
-// A .jpg/.jpeg/.png file (any case): what image folders are listed by.
-bool is_image_file(const std::filesystem::path& path);
 
 // [n, d] tensor -> Eigen (float64).
 Eigen::MatrixXd to_eigen(const torch::Tensor& features);
