@@ -179,23 +179,17 @@
     return true;
   }
 
-  function undo() {
-    if (!state.undo.length) return;
-    state.redo.push(state.labels);
-    state.labels = state.undo.pop();
+  // Undo and redo move the current map between the two stacks, in opposite directions.
+  function travel(from, to) {
+    if (!from.length) return;
+    to.push(state.labels);
+    state.labels = from.pop();
     updateUndoButtons();
     scheduleRender();
     scheduleGenerate();
   }
-
-  function redo() {
-    if (!state.redo.length) return;
-    state.undo.push(state.labels);
-    state.labels = state.redo.pop();
-    updateUndoButtons();
-    scheduleRender();
-    scheduleGenerate();
-  }
+  function undo() { travel(state.undo, state.redo); }
+  function redo() { travel(state.redo, state.undo); }
 
   // ---------------------------------------------------------------- tools
 

@@ -64,14 +64,17 @@ bool onednn_has_bf16() {
       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
   return has;
 }
+bool prepacked_dtype(torch::ScalarType dtype) {
+  return dtype == torch::kFloat32 || (dtype == torch::kBFloat16 && onednn_has_bf16());
+}
 
 // Whether the prepacked path computes exactly what the module's forward would.
 bool eligible(const torch::nn::Conv2dImpl& conv, const Tensor& x) {
   const auto& o = conv.options;
   const auto dtype = x.scalar_type();
   return enabled.load(std::memory_order_relaxed) && !at::GradMode::is_enabled() && x.device().is_cpu() &&
-         x.dim() == 4 && (dtype == torch::kFloat32 || (dtype == torch::kBFloat16 && onednn_has_bf16())) &&
-         conv.weight.scalar_type() == dtype && (!conv.bias.defined() || conv.bias.scalar_type() == dtype) &&
+         x.dim() == 4 && prepacked_dtype(dtype) && conv.weight.scalar_type() == dtype &&
+         (!conv.bias.defined() || conv.bias.scalar_type() == dtype) &&
          x.is_contiguous(torch::MemoryFormat::ChannelsLast) && !o.transposed() &&
          c10::holds_alternative<torch::ExpandingArray<2>>(o.padding()) &&
          c10::holds_alternative<torch::enumtype::kZeros>(o.padding_mode()) && at::globalContext().userEnabledMkldnn() &&
@@ -127,8 +130,7 @@ double prepacked_convolution_flops() { return static_cast<double>(flops.load());
 
 bool prepacked_convolutions_enabled() { return enabled.load() && ops().available(); }
 bool prepacked_convolutions_enabled(torch::ScalarType dtype) {
-  return prepacked_convolutions_enabled() &&
-         (dtype == torch::kFloat32 || (dtype == torch::kBFloat16 && onednn_has_bf16()));
+  return prepacked_convolutions_enabled() && prepacked_dtype(dtype);
 }
 void set_prepacked_convolutions(bool on) { enabled.store(on); }
 

@@ -53,17 +53,20 @@ torch::Tensor read_image(const std::string& path, int width, int height) {
   return to_tensor_resized(imread_checked(path, cv::IMREAD_COLOR), width, height);
 }
 
-torch::Tensor decode_image(const std::string& bytes, const std::string& source_name, int width, int height) {
+cv::Mat imdecode_checked(const std::string& bytes, const std::string& source_name, int flags) {
   if (bytes.empty()) fail("{}: empty file (not an image)", source_name);
-  cv::Mat bgr;
+  cv::Mat image;
   try {
-    bgr = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data())),
-                       cv::IMREAD_COLOR);
+    image = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data())), flags);
   } catch (const cv::Exception& e) {
     fail("{}: cannot decode image: {}", source_name, e.what());
   }
-  if (bgr.empty()) fail("{}: cannot decode image (unreadable, truncated or not an image)", source_name);
-  return to_tensor_resized(bgr, width, height);
+  if (image.empty()) fail("{}: cannot decode image (unreadable, truncated or not an image)", source_name);
+  return image;
+}
+
+torch::Tensor decode_image(const std::string& bytes, const std::string& source_name, int width, int height) {
+  return to_tensor_resized(imdecode_checked(bytes, source_name, cv::IMREAD_COLOR), width, height);
 }
 
 std::string encode_png(const torch::Tensor& image) {

@@ -14,6 +14,9 @@ namespace iidm {
 torch::Tensor read_image(const std::string& path, int width = 0, int height = 0);
 // The same from a file's bytes (an upload); `source_name` starts every error message.
 torch::Tensor decode_image(const std::string& bytes, const std::string& source_name, int width = 0, int height = 0);
+// OpenCV's decoding of a file's bytes (cv::IMREAD_* flags), refusing empty, unreadable and
+// truncated input with a message that starts with `source_name`.
+cv::Mat imdecode_checked(const std::string& bytes, const std::string& source_name, int flags);
 // [3, H, W] (or [1, 3, H, W]) in [-1, 1] as the bytes of a PNG file: what write_image stores.
 std::string encode_png(const torch::Tensor& image);
 // Writes [1 or none, 3, H, W] in [-1, 1] (clamped, rounded) as PNG/JPEG by extension, atomically.

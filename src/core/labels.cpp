@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "core/fs.h"
+#include "core/image.h"  // imdecode_checked
 
 namespace iidm {
 using torch::Tensor;
@@ -143,18 +144,8 @@ Tensor read_label_map(const std::string& path, int width, int height) {
 
 Tensor decode_label_map(const std::string& bytes, const std::string& path, int width, int height) {
   if (bytes.empty()) fail("{}: empty file (not an image)", path);
-  cv::Mat m;
-  if (bytes.size() >= 8 && png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) == 0) {
-    m = decode_png(path, bytes);
-  } else {
-    try {
-      m = cv::imdecode(cv::Mat(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data())),
-                       cv::IMREAD_UNCHANGED);
-    } catch (const cv::Exception& e) {
-      fail("{}: cannot decode image: {}", path, e.what());
-    }
-    if (m.empty()) fail("{}: cannot decode image (unreadable, truncated or not an image)", path);
-  }
+  const bool png = bytes.size() >= 8 && png_sig_cmp(reinterpret_cast<png_const_bytep>(bytes.data()), 0, 8) == 0;
+  cv::Mat m = png ? decode_png(path, bytes) : imdecode_checked(bytes, path, cv::IMREAD_UNCHANGED);
   if (m.channels() == 3 || m.channels() == 4) {
     std::vector<cv::Mat> channels;
     cv::split(m, channels);

@@ -80,7 +80,7 @@ std::vector<Stage> GenerationService::stages_for(const EditorRequest& request) c
   return stages;
 }
 
-void GenerationService::check_request(const EditorRequest& request) const {
+std::vector<Stage> GenerationService::check_request(const EditorRequest& request) const {
   const Tensor& labels = request.labels;
   if (!labels.defined() || labels.dim() != 2) fail("mask: expected one label map");
   const int64_t H = labels.size(0), W = labels.size(1), multiple = pipeline_.size_multiple();
@@ -95,13 +95,14 @@ void GenerationService::check_request(const EditorRequest& request) const {
   if (request.style.defined() && (request.style.dim() != 3 || request.style.size(0) != 3 ||
                                   request.style.size(1) != H || request.style.size(2) != W))
     fail("style: expected a 3x{}x{} image, got {}", H, W, fmt::join(request.style.sizes(), "x"));
-  pipeline_.check_memory(1, H, W, stages_for(request), "mask");
+  std::vector<Stage> stages = stages_for(request);
+  pipeline_.check_memory(1, H, W, stages, "mask");
+  return stages;
 }
 
 EditorResult GenerationService::generate(EditorRequest request) {
-  check_request(request);
   auto job = std::make_shared<Job>();
-  job->stages = stages_for(request);
+  job->stages = check_request(request);
   job->request = std::move(request);
   std::future<EditorResult> result = job->promise.get_future();
   {

