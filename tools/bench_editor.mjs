@@ -128,11 +128,15 @@ const classes = [1, 4, 5, 6, 9, 11, 13, 15, 17, 20]; // visible, distinct landsc
 const rows = [];
 let serverLog = 0;
 for (let i = 0; i < STROKES; i++) {
-  await page.click(`.swatch[data-id="${classes[i % classes.length]}"]`);
-  // A diagonal stroke of ~40% of the map's width at a place that moves each time.
+  // A diagonal stroke of ~40% of the map's width at a place that moves each time, in a class
+  // that is not under its points yet (a stroke that changes nothing generates nothing).
   const y0 = Math.round(H * (0.15 + 0.7 * ((i * 7) % 10) / 10));
   const x0 = Math.round(W * (0.05 + 0.5 * ((i * 3) % 10) / 10));
-  const points = [[x0, y0], [x0 + W * 0.2, y0 + H * 0.05], [x0 + W * 0.4, y0 - H * 0.05]];
+  const points = [[x0, y0], [x0 + W * 0.2, y0 + H * 0.05], [x0 + W * 0.4, y0 - H * 0.05]].map(([x, y]) => [Math.round(x), Math.round(y)]);
+  const map = await page.evaluate(() => Array.from(window.iidmEditor.labels()));
+  const under = new Set(points.map(([x, y]) => map[y * W + x]));
+  const cls = [...classes.slice(i % classes.length), ...classes].find((c) => !under.has(c));
+  await page.click(`.swatch[data-id="${cls}"]`);
   const before = await page.evaluate(() => window.iidmEditor.lastRequest());
   const first = await screenPoint(...points[0]);
   await page.mouse.move(first.x, first.y);
@@ -143,7 +147,12 @@ for (let i = 0; i < STROKES; i++) {
   }
   await page.mouse.up();
   await page.waitForFunction((before) => window.iidmEditor.idle() && window.iidmEditor.lastRequest() > before &&
-    window.__shown.some((s) => s.seq === window.iidmEditor.lastRequest()), before, { timeout: 60000 });
+    window.__shown.some((s) => s.seq === window.iidmEditor.lastRequest()), before, { timeout: 60000 })
+    .catch(async () => {
+      const state = await page.evaluate(() => ({ last: window.iidmEditor.lastRequest(), idle: window.iidmEditor.idle(),
+        shown: window.__shown, ends: window.__ends.length, status: document.querySelector('#status').innerText }));
+      throw new Error(`stroke ${i + 1}: no image within 60 s (requests before ${before}, page ${JSON.stringify(state)})`);
+    });
   const t = await page.evaluate(() => {
     const seq = window.iidmEditor.lastRequest();
     return { end: window.__ends.at(-1), shown: window.__shown.find((s) => s.seq === seq).at, seq };

@@ -5,7 +5,8 @@
 #   3. train-unet: the 29-class SPADE U-Net on the encoded training set (bf16, latent crops),
 #      while train-segmenter trains the segmentation network on the other core;
 #      then continues the U-Net's run for a second checkpoint (unet-b, for the ensemble ablation);
-#   4. evaluate: mask accuracy and reference colour correlation on the 50 held-out masks.
+#   4. distill: the editor's few-step student (a ddim8 teacher at guidance 3 -> a ddim4 student);
+#   5. evaluate: mask accuracy and reference colour correlation on the 50 held-out masks.
 # Every step resumes where it stopped when the script is run again (checkpoints in WORK).
 # Usage: bash tools/train_demo.sh [WORK=demo-work] [OUT=models/demo]
 set -euo pipefail
@@ -54,6 +55,17 @@ $IIDM $T train-unet --model "$OUT/model.json" --data "$WORK/train" --autoencoder
   --ema-decay 0.999 --bf16 --sparse-prob 0.1 --log-every 100 --save-every 200 --init "$OUT/unet.safetensors" \
   --seed 2 --export-precision fp16 --out "$WORK/unet-b"
 cp "$WORK/unet-b/unet-ema.safetensors" "$OUT/unet-b.safetensors"
+
+# The editor's student (`iidm serve`): one round of progressive distillation, the ddim8 teacher with
+# guidance 3 folded in -> a 4-step student sampled with guidance 1 (models/demo/preset-student.json).
+# ddim8 -> ddim4 is the only halving near 4 steps whose student chain is every other teacher step
+# on a 1000-step schedule (ddim16 -> ddim8 is not: strides 63 and 125).
+stamp "distillation (student for the editor)"
+$IIDM $T distill --model "$OUT/model.json" --teacher "$OUT/unet.safetensors" --cache "$WORK/latents.safetensors" \
+  --teacher-steps 8 --rounds 1 --guidance 3 --iterations ${DISTILL_STEPS:-150} --batch-size 4 --lr 1e-4 \
+  --save-every 25 --out "$WORK/distill"
+cp "$WORK/distill/student-ddim4.safetensors" "$OUT/student.safetensors"
+cp configs/demo/preset-student.json "$OUT/"
 
 stamp "waiting for the segmenter"
 wait $seg_pid || { cat "$WORK/segmenter.log" >&2; exit 1; }
