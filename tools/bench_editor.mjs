@@ -5,7 +5,7 @@
 // label PNG encoding, the HTTP round trip, the model and the browser's decode.
 //
 //   node tools/bench_editor.mjs --iidm build/iidm [--repo .] [--strokes 20]
-//        [--unet FILE] [--preset NAME|FILE] [--threads 2] [--out DIR] [--pause-ms 300]
+//        [--unet FILE] [--preset NAME|FILE] [--threads 2] [--out build/bench-editor] [--pause-ms 300]
 //
 // Starts the real server (the demo student if bundled, --port 0) and Debian's Chromium through
 // playwright-core (npm ci in tests/web), paints STROKES strokes of changing classes
@@ -20,7 +20,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
 
-const opts = { repo: '.', strokes: '20', threads: '2', out: 'bench-editor', 'pause-ms': '300' };
+const opts = { repo: '.', strokes: '20', threads: '2', out: 'build/bench-editor', 'pause-ms': '300' };
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   const m = /^--(iidm|repo|strokes|threads|out|pause-ms|preset|unet)(?:=(.*))?$/.exec(argv[i]);
