@@ -155,7 +155,7 @@ for (let i = 0; i < STROKES; i++) {
     });
   const t = await page.evaluate(() => {
     const seq = window.iidmEditor.lastRequest();
-    return { end: window.__ends.at(-1), shown: window.__shown.find((s) => s.seq === seq).at, seq };
+    return { end: window.__ends.at(-1), shown: window.__shown.find((s) => s.seq === seq).at };
   });
   // The server's line for this request: "... POST /api/generate 200 ... <N> ms".
   const lines = output.split('\n').filter((l) => /POST \/api\/generate 200/.test(l));
