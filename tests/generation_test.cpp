@@ -12,7 +12,7 @@ struct Fixture {
   test::TempDir dir;
   test::TinyModel latent = test::write_tiny_model(dir, true), pixel = test::write_tiny_model(dir, false);
 
-  Pipeline load(bool is_latent, bool ensemble = false, std::vector<double> weights = {}) {
+  Pipeline load(bool is_latent, bool ensemble = false, std::vector<double> weights = {}, PipelineOptions options = {}) {
     const auto& m = is_latent ? latent : pixel;
     ModelFiles f;
     f.config = m.config;
@@ -20,7 +20,7 @@ struct Fixture {
     if (ensemble) f.unets.push_back(m.unet2);
     f.unet_weights = weights;
     f.autoencoder = m.autoencoder;
-    return Pipeline::load(f, {});
+    return Pipeline::load(f, options);
   }
 };
 
@@ -59,6 +59,36 @@ TEST(Generation, DeterministicPerSeedAndIndependentOfBatchMates) {
   // An image's noise comes from its own seed: batch mates do not change it (up to conv rounding).
   auto pair = p.generate({item(1), item(2)}, {stage(0.6)}).images;
   EXPECT_LT((pair[0] - a[0]).abs().max().item<double>(), 1e-4);
+}
+
+TEST(Generation, TheEncodeCacheAnswersARepeatedReferenceExactly) {
+  Fixture f;
+  PipelineOptions cached;
+  cached.encode_cache = 2;
+  Pipeline plain = f.load(true), memo = f.load(true, false, {}, cached);
+  // Three references; the cache holds two, so the first is encoded again after the third.
+  std::vector<torch::Tensor> refs;
+  for (int i = 0; i < 3; ++i) refs.push_back(torch::rand({1, 3, 24, 32}) * 2 - 1);
+  const auto z0 = memo.encode(refs[0]);
+  EXPECT_TRUE(same(z0, plain.encode(refs[0])));
+  EXPECT_TRUE(same(memo.encode(refs[0].clone()), z0)) << "same pixels, another tensor: a hit";
+  // What the cache returns is the caller's: changing it does not change the next answer.
+  memo.encode(refs[0]).add_(1);
+  EXPECT_TRUE(same(memo.encode(refs[0]), z0));
+  // The cache keys on the pixels, not the tensor: an in-place change of the caller's image is a miss.
+  torch::Tensor changing = refs[1].clone();
+  const auto z1 = memo.encode(changing);
+  changing.mul_(0.5);
+  EXPECT_TRUE(same(memo.encode(changing), plain.encode(changing)));
+  EXPECT_FALSE(same(memo.encode(changing), z1));
+  EXPECT_TRUE(same(memo.encode(refs[2]), plain.encode(refs[2])));
+  EXPECT_TRUE(same(memo.encode(refs[0]), z0)) << "evicted and encoded again: the same latent";
+  // Whole generations: cached and uncached pipelines give the same images, twice.
+  for (int round = 0; round < 2; ++round)
+    EXPECT_TRUE(same(memo.generate({item(1)}, {stage(0.6)}).images, plain.generate({item(1)}, {stage(0.6)}).images));
+  PipelineOptions bad;
+  bad.encode_cache = -1;
+  EXPECT_THROW(f.load(true, false, {}, bad), Error);
 }
 
 TEST(Generation, EachPluginChangesTheResultWhenOn) {

@@ -257,7 +257,7 @@ void wait_for(const GenerationService& service, F ready) {
 TEST(Serve, ANewerRequestOfAPageSupersedesItsQueuedOneAndTheQueueIsBounded) {
   RunningServer s(demo_service(/*max_queue=*/2));
   const std::string mask = example("mask-1.png"), style = example("reference-1.jpg");
-  // The first request of each client runs a longer preset so that the others queue behind it.
+  // The first request runs a longer preset so that the others queue behind it.
   auto post = [&](const std::string& client, const std::string& preset) {
     return std::async(std::launch::async, [&, client, preset] {
       auto c = s.client();
@@ -265,7 +265,7 @@ TEST(Serve, ANewerRequestOfAPageSupersedesItsQueuedOneAndTheQueueIsBounded) {
       return r ? std::make_pair(r->status, error_of(r)) : std::make_pair(0, std::string("no response"));
     });
   };
-  auto running = post("page-a", "demo");
+  auto running = post("page-r", "demo");
   wait_for(s.service, [](const ServiceStatus& st) { return st.busy; });
   auto older = post("page-a", "interactive");
   wait_for(s.service, [](const ServiceStatus& st) { return st.queued == 1; });
@@ -280,9 +280,31 @@ TEST(Serve, ANewerRequestOfAPageSupersedesItsQueuedOneAndTheQueueIsBounded) {
   const auto full = refused.get();
   EXPECT_EQ(full.first, 503) << full.second;
   EXPECT_NE(full.second.find("queue is full"), std::string::npos) << full.second;
-  EXPECT_EQ(running.get().first, 200) << "the running request is not interrupted";
+  EXPECT_EQ(running.get().first, 200) << "other pages' requests do not interrupt a running one";
   EXPECT_EQ(other_page.get().first, 200) << "another page's request is not superseded";
   EXPECT_EQ(newer.get().first, 200);
+}
+
+TEST(Serve, ANewerRequestOfAPageAbandonsItsRunningOneAtTheNextStep) {
+  RunningServer s(demo_service());
+  const std::string mask = example("mask-1.png"), style = example("reference-1.jpg");
+  auto post = [&](const std::string& preset) {
+    return std::async(std::launch::async, [&, preset] {
+      auto c = s.client();
+      auto r = c.Post("/api/generate", form(mask, style, {{"client", "page-a"}, {"preset", preset}}));
+      return r ? std::make_pair(r->status, error_of(r)) : std::make_pair(0, std::string("no response"));
+    });
+  };
+  // The demo preset's 28 denoising steps take seconds; the newer one arrives while they run. Before
+  // it existed, the running request answered 200 after all of them.
+  auto running = post("demo");
+  wait_for(s.service, [](const ServiceStatus& st) { return st.busy; });
+  auto newer = post("interactive");
+  const auto abandoned = running.get();
+  EXPECT_EQ(abandoned.first, 409) << abandoned.second;
+  EXPECT_NE(abandoned.second.find("abandoned after denoising step"), std::string::npos) << abandoned.second;
+  EXPECT_EQ(newer.get().first, 200) << "the newer request is answered";
+  EXPECT_EQ(s.service.status().served, 2);
 }
 
 }  // namespace

@@ -8,7 +8,13 @@
 'use strict';
 
 (() => {
-  const DEBOUNCE_MS = 250; // quiet time after an edit before generating
+  // Quiet time after an edit before generating. A stroke or a fill is one finished
+  // edit: it generates at once (the next frame), and if the person goes on, the server
+  // abandons the running request for the newer one at its next denoising step. Edits that
+  // come in bursts (undo/redo held down, settings typed, a style clicked through) wait
+  // for a pause instead.
+  const STROKE_END_MS = 16;
+  const DEBOUNCE_MS = 250;
   const UNDO_LIMIT = 100; // snapshots kept (one map is only W*H bytes)
   const HISTORY_LIMIT = 40; // results kept in the strip
   const BUSY_RETRY_MS = 1500; // wait before retrying after 503 (queue full)
@@ -49,7 +55,7 @@
   };
 
   // A random id per page load: the server lets a newer request of the same client
-  // replace its older queued one (answering the old one 409).
+  // replace its older one, queued or running (answering the old one 409).
   const clientId = Array.from(crypto.getRandomValues(new Uint8Array(8)), (b) => b.toString(16).padStart(2, '0')).join('');
 
   // ---------------------------------------------------------------- status line
@@ -301,7 +307,7 @@
     const p = toMap(e);
     if (state.tool === 'fill') {
       const filled = floodFill(p.x, p.y, state.classId);
-      if (filled && commit(filled)) scheduleGenerate();
+      if (filled && commit(filled)) scheduleGenerate(STROKE_END_MS);
       return;
     }
     canvas.setPointerCapture(e.pointerId);
@@ -332,7 +338,7 @@
     const { before, changed, resume } = stroke;
     stroke = null;
     if (changed) pushUndo(before);
-    if (changed || resume) scheduleGenerate();
+    if (changed || resume) scheduleGenerate(STROKE_END_MS);
   }
 
   // ---------------------------------------------------------------- label map files
@@ -442,9 +448,9 @@
 
   // ---------------------------------------------------------------- generation
 
-  function scheduleGenerate() {
+  function scheduleGenerate(delay = DEBOUNCE_MS) {
     clearTimeout(state.timer);
-    state.timer = setTimeout(generate, DEBOUNCE_MS);
+    state.timer = setTimeout(generate, delay);
   }
 
   function settingsFields(form) {
@@ -490,7 +496,7 @@
       renderStatus();
       return;
     }
-    // 409: a newer request of this page replaced this one in the queue. Expected
+    // 409: a newer request of this page replaced this one (queued or running). Expected
     // while editing quickly, so it is not an error; the newer one will answer.
     if (res.status === 409) {
       state.pending--;
@@ -722,7 +728,7 @@
       $('#seed').value = randomSeed();
       generate();
     });
-    for (const id of ['#seed', '#preset', '#steps', '#guidance']) $(id).addEventListener('change', scheduleGenerate);
+    for (const id of ['#seed', '#preset', '#steps', '#guidance']) $(id).addEventListener('change', () => scheduleGenerate());
     $('#download-labels').addEventListener('click', async () => saveBlob(await labelsToPng(state.labels), 'labels.png'));
     $('#download-image').addEventListener('click', () => {
       if (state.result) saveBlob(state.result.blob, `iidm-${state.result.seed ?? state.result.seq}.png`);

@@ -77,7 +77,11 @@ std::function<int()> add_serve_command(CLI::App& app, const CommonOptions& commo
     service.max_pixels = args->max_pixels;
     service.threads = common.threads;
 
-    Pipeline pipeline = Pipeline::load(args->gen.files, args->gen.pipeline_options(common));
+    PipelineOptions options = args->gen.pipeline_options(common);
+    // A page keeps its style while the map changes: the reference's latent is remembered rather
+    // than encoded again on every stroke (a few per page's worth; each is a few MB at most).
+    options.encode_cache = 8;
+    Pipeline pipeline = Pipeline::load(args->gen.files, options);
     // A 29-class model is a landscape model (the competition's classes, as the demo's and IIDM's).
     if (pipeline.config().unet.num_labels() == static_cast<int>(kLandscapeClasses.size())) {
       args->http.class_names = kLandscapeClasses;

@@ -23,6 +23,8 @@ LatentCodec::LatentCodec(Autoencoder autoencoder, const PipelineOptions& options
   if (options_.tile > 0 && (options_.tile % f || options_.tile < 4 * f))
     fail("pipeline: --tile {} must be a multiple of the autoencoder's factor {} and at least {}", options_.tile, f,
          4 * f);
+  if (options_.encode_cache < 0)
+    fail("pipeline: encode_cache must be >= 0 (0 = off), got {}", options_.encode_cache);
   prepare_for_inference(*autoencoder_, options_);
 }
 
@@ -45,7 +47,21 @@ Tensor LatentCodec::encode(const Tensor& images) {
   auto run = [&](const Tensor& x) {
     return autoencoder_->encode(x.to(options_.device, options_.precision).contiguous(options_.memory_format()));
   };
-  return tiled_apply(run, images, tile_options(false)).contiguous();
+  if (options_.encode_cache == 0) return tiled_apply(run, images, tile_options(false)).contiguous();
+
+  for (auto it = encoded_.begin(); it != encoded_.end(); ++it) {
+    if (it->images.sizes() == images.sizes() && it->images.scalar_type() == images.scalar_type() &&
+        torch::equal(it->images, images.to(it->images.device()))) {
+      Encoded hit = *it;
+      encoded_.erase(it);
+      encoded_.push_front(hit);
+      return hit.latents.clone();
+    }
+  }
+  Tensor latents = tiled_apply(run, images, tile_options(false)).contiguous();
+  encoded_.push_front({images.clone(), latents.clone()});
+  if (static_cast<int64_t>(encoded_.size()) > options_.encode_cache) encoded_.pop_back();
+  return latents;
 }
 
 Tensor LatentCodec::decode(const Tensor& latents) {

@@ -5,6 +5,8 @@
 // own and not the U-Net's too.
 #include <torch/torch.h>
 
+#include <deque>
+
 #include "autoencoder/autoencoder.h"
 #include "autoencoder/tiling.h"
 #include "pipeline/options.h"
@@ -19,6 +21,7 @@ class LatentCodec {
   int64_t factor() const { return autoencoder_->config().ddconfig.downsampling_factor(); }
   const AutoencoderImpl& autoencoder() const { return *autoencoder_; }
   // [B, 3, H, W] in [-1, 1] -> [B, C, H/f, W/f] and back; float32 results, whatever the precision.
+  // encode() answers from its cache (options.encode_cache) when it has encoded these pixels lately.
   torch::Tensor encode(const torch::Tensor& images);
   torch::Tensor decode(const torch::Tensor& latents);
 
@@ -27,6 +30,10 @@ class LatentCodec {
 
   Autoencoder autoencoder_;
   PipelineOptions options_;
+  struct Encoded {
+    torch::Tensor images, latents;  // private copies: a caller's later in-place change cannot alias them
+  };
+  std::deque<Encoded> encoded_;  // most recently used first, at most options_.encode_cache
 };
 
 }  // namespace iidm

@@ -21,6 +21,11 @@ struct PipelineOptions {
   // Tiles share a quarter of their side with each neighbour; memory then grows with the tile, not
   // the image.
   int64_t tile = 0;
+  // How many recently encoded images the autoencoder remembers with their latents, compared by
+  // content, so encoding one again costs a comparison instead of the encoder (the editor: one style
+  // reference under many label maps). Exact: encoding is deterministic (the posterior's mode).
+  // 0 = off, the default, so a benchmark's repeated encodes measure the encoder.
+  int64_t encode_cache = 0;
   // generate() refuses, before any work, inputs whose estimated memory (pipeline/memory.h) exceeds
   // this many bytes; 0 = what the machine has available.
   int64_t memory_limit = 0;

@@ -164,7 +164,17 @@ EditorResult GenerationService::run(const Job& job) {
   item.labels = job.request.labels;
   item.start = job.request.style;
   item.seed = job.request.seed;
-  const GenerationResult generated = pipeline_.generate({item}, job.stages);
+  // A newer request of this page waiting in the queue makes this one's image worthless: stop at
+  // the next step boundary rather than make the newer one wait for the whole run.
+  const auto abandon_if_superseded = [&](int64_t done, int64_t total) {
+    if (job.request.client.empty() || done == total) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (const auto& queued : queue_)
+      if (queued->request.client == job.request.client)
+        throw Superseded(fmt::format(
+            "superseded by a newer request from the same page (abandoned after denoising step {} of {})", done, total));
+  };
+  const GenerationResult generated = pipeline_.generate({item}, job.stages, abandon_if_superseded);
   EditorResult result;
   result.png = encode_png(generated.images[0]);
   result.milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();

@@ -1,9 +1,10 @@
 #pragma once
 // The model side of `iidm serve`: one loaded Pipeline, generations run one at a time on a worker
 // thread, requests waiting in a bounded queue. A newer request from the same client (one page)
-// supersedes that client's queued older one, so a person painting quickly is shown the map they
-// painted last, not a backlog. No HTTP here (serve/http_server.h speaks it); inputs arrive as
-// tensors already checked against the model by check_request().
+// supersedes that client's older one, queued or running (a running one is abandoned after its
+// current denoising step), so a person painting quickly is shown the map they painted last, soon,
+// not a backlog. No HTTP here (serve/http_server.h speaks it); inputs arrive as tensors already
+// checked against the model by check_request().
 #include <torch/torch.h>
 
 #include <condition_variable>
@@ -89,7 +90,7 @@ class GenerationService {
   std::vector<Stage> check_request(const EditorRequest& request) const;
 
   // Queues the request and waits for its image. Throws Superseded (a newer request of the same
-  // client took its place), QueueFull, iidm::Error for invalid input, other exceptions for
+  // client took its place in the queue, or arrived while it ran), QueueFull, iidm::Error for invalid input, other exceptions for
   // failures of the generation itself (the service keeps running either way).
   EditorResult generate(EditorRequest request);
   ServiceStatus status() const;
