@@ -23,8 +23,7 @@ LatentCodec::LatentCodec(Autoencoder autoencoder, const PipelineOptions& options
   if (options_.tile > 0 && (options_.tile % f || options_.tile < 4 * f))
     fail("pipeline: --tile {} must be a multiple of the autoencoder's factor {} and at least {}", options_.tile, f,
          4 * f);
-  if (options_.encode_cache < 0)
-    fail("pipeline: encode_cache must be >= 0 (0 = off), got {}", options_.encode_cache);
+  if (options_.encode_cache < 0) fail("pipeline: encode_cache must be >= 0 (0 = off), got {}", options_.encode_cache);
   prepare_for_inference(*autoencoder_, options_);
 }
 

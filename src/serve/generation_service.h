@@ -90,8 +90,8 @@ class GenerationService {
   std::vector<Stage> check_request(const EditorRequest& request) const;
 
   // Queues the request and waits for its image. Throws Superseded (a newer request of the same
-  // client took its place in the queue, or arrived while it ran), QueueFull, iidm::Error for invalid input, other exceptions for
-  // failures of the generation itself (the service keeps running either way).
+  // client took its place in the queue, or arrived while it ran), QueueFull, iidm::Error for invalid input, other
+  // exceptions for failures of the generation itself (the service keeps running either way).
   EditorResult generate(EditorRequest request);
   ServiceStatus status() const;
 
