@@ -15,10 +15,10 @@
 // server's own generation time beside them. A benchmark, not a test: it asserts
 // nothing about the numbers. Writes DIR/bench-editor.png and DIR/server.log.
 
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 
 const opts = { repo: '.', strokes: '20', threads: '2', out: 'build/bench-editor', 'pause-ms': '300' };
 const argv = process.argv.slice(2);
@@ -55,6 +55,10 @@ try {
   process.exit(2);
 }
 
+// Server start, browser flags and strokes: the browser test's harness.
+const { CHROMIUM, CHROMIUM_ARGS, mouseStroke, startServer } =
+  await import(pathToFileURL(path.join(REPO, 'tests/web/harness.mjs')).href);
+
 // ------------------------------------------------------------------ the server
 
 // The demo student with its preset when it is bundled, else the demo U-Net with the
@@ -67,39 +71,17 @@ const args = ['--threads', opts.threads, 'serve', '--model', path.join(DEMO, 'mo
   '--autoencoder', path.join(DEMO, 'autoencoder.safetensors'), '--port', '0'];
 if (preset) args.push('--preset', preset);
 
-const log = fs.createWriteStream(path.join(OUT, 'server.log'));
-log.write(`$ ${IIDM} ${args.join(' ')}\n`);
-const child = spawn(IIDM, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-process.on('exit', () => child.exitCode === null && child.kill('SIGKILL'));
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
-let output = '';
-const url = await new Promise((resolve, reject) => {
-  const timer = setTimeout(() => reject(new Error('no "listening on" line within 60 s')), 60000);
-  const collect = (chunk) => {
-    output += chunk;
-    log.write(chunk);
-    const m = /listening on (http:\/\/[^\s/]+)/.exec(output);
-    if (m) {
-      clearTimeout(timer);
-      resolve(m[1]);
-    }
-  };
-  child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
-  child.on('exit', (code) => reject(new Error(`the server exited (code ${code}):\n${output.slice(-2000)}`)));
-}).catch((err) => {
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130)); // runs the exit hooks
+const server = await startServer(IIDM, args, path.join(OUT, 'server.log')).catch((err) => {
   console.error(`bench_editor.mjs: ${err.message}`);
   process.exit(1);
 });
 
 // ------------------------------------------------------------------ the page
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-  args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
-});
+const browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
 const page = await (await browser.newContext({ viewport: { width: 1366, height: 768 } })).newPage();
-await page.goto(url + '/');
+await page.goto(server.url + '/');
 await page.waitForFunction(() => window.iidmEditor && window.iidmEditor.ready, null, { timeout: 20000 });
 const shownPreset = await page.$eval('#preset', (s) => s.value);
 const { width: W, height: H } = await page.evaluate(() => ({ width: window.iidmEditor.width, height: window.iidmEditor.height }));
@@ -114,11 +96,6 @@ await page.evaluate(() => {
   img.addEventListener('load', () => window.__shown.push({ seq: Number(img.dataset.seq), at: performance.now() }));
 });
 
-async function screenPoint(x, y) {
-  const box = await page.locator('#label-canvas').boundingBox();
-  return { x: box.x + ((x + 0.5) * box.width) / W, y: box.y + ((y + 0.5) * box.height) / H };
-}
-
 // A warm-up generation (first-call allocations, oneDNN primitive creation) that is not counted.
 await page.click('#generate');
 await page.waitForFunction(() => window.iidmEditor.idle() && window.iidmEditor.shownResult() === window.iidmEditor.lastRequest(),
@@ -126,7 +103,6 @@ await page.waitForFunction(() => window.iidmEditor.idle() && window.iidmEditor.s
 
 const classes = [1, 4, 5, 6, 9, 11, 13, 15, 17, 20]; // visible, distinct landscape classes
 const rows = [];
-let serverLog = 0;
 for (let i = 0; i < STROKES; i++) {
   // A diagonal stroke of ~40% of the map's width at a place that moves each time, in a class
   // that is not under its points yet (a stroke that changes nothing generates nothing).
@@ -138,14 +114,7 @@ for (let i = 0; i < STROKES; i++) {
   const cls = [...classes.slice(i % classes.length), ...classes].find((c) => !under.has(c));
   await page.click(`.swatch[data-id="${cls}"]`);
   const before = await page.evaluate(() => window.iidmEditor.lastRequest());
-  const first = await screenPoint(...points[0]);
-  await page.mouse.move(first.x, first.y);
-  await page.mouse.down();
-  for (const p of points.slice(1)) {
-    const s = await screenPoint(...p);
-    await page.mouse.move(s.x, s.y, { steps: 4 });
-  }
-  await page.mouse.up();
+  await mouseStroke(page, points, 4);
   await page.waitForFunction((before) => window.iidmEditor.idle() && window.iidmEditor.lastRequest() > before &&
     window.__shown.some((s) => s.seq === window.iidmEditor.lastRequest()), before, { timeout: 60000 })
     .catch(async () => {
@@ -157,10 +126,8 @@ for (let i = 0; i < STROKES; i++) {
     const seq = window.iidmEditor.lastRequest();
     return { end: window.__ends.at(-1), shown: window.__shown.find((s) => s.seq === seq).at };
   });
-  // The server's line for this request: "... POST /api/generate 200 ... <N> ms".
-  const lines = output.split('\n').filter((l) => /POST \/api\/generate 200/.test(l));
-  const ms = lines.length > serverLog ? Number((/(\d+(?:\.\d+)?) ms/.exec(lines.at(-1)) || [])[1]) : NaN;
-  serverLog = lines.length;
+  // The server's time for this request (its X-Generation-Ms; the request is shown, see above).
+  const ms = (await page.evaluate(() => window.iidmEditor.resultServerMs())) ?? NaN;
   rows.push({ latency: t.shown - t.end, server: ms });
   console.log(`stroke ${String(i + 1).padStart(2)}: ${(t.shown - t.end).toFixed(0).padStart(5)} ms stroke end -> image shown` +
     ` (server ${Number.isFinite(ms) ? ms.toFixed(0) : '?'} ms)`);
@@ -168,7 +135,7 @@ for (let i = 0; i < STROKES; i++) {
 }
 await page.screenshot({ path: path.join(OUT, 'bench-editor.png') });
 await browser.close();
-child.kill('SIGTERM');
+await server.stop();
 
 const rank = (values, q) => {
   const sorted = [...values].sort((a, b) => a - b);

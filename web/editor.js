@@ -549,9 +549,10 @@
     if (blob && seq > state.outcomeSeq) {
       state.outcomeSeq = seq;
       state.error = null;
-      state.lastMs = Number(res.headers.get('X-Generation-Ms')) || Math.round(performance.now() - started);
+      const serverMs = Number(res.headers.get('X-Generation-Ms')) || null; // the model's time, without queueing
+      state.lastMs = serverMs ?? Math.round(performance.now() - started);
       state.lastSeed = res.headers.get('X-Seed');
-      const entry = { seq, blob, url: URL.createObjectURL(blob), labels, style, seed: state.lastSeed, ms: state.lastMs };
+      const entry = { seq, blob, url: URL.createObjectURL(blob), labels, style, seed: state.lastSeed, ms: state.lastMs, serverMs };
       addHistory(entry);
       showResult(entry);
     } else if (!blob && seq > state.outcomeSeq) {
@@ -819,6 +820,8 @@
     lastRequest: () => state.seq,
     shownResult: () => (state.result ? state.result.seq : 0),
     resultStyle: () => (state.result ? state.result.style.name : null),
+    // The server's own time for the shown result (X-Generation-Ms), null if it sent none.
+    resultServerMs: () => (state.result ? state.result.serverMs : null),
     clientId,
   };
 

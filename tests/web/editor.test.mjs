@@ -15,9 +15,11 @@
 // Node 18 or newer (its fetch/FormData/Blob), ES modules, no test framework: one
 // line per step, a summary, exit code 1 on any failure.
 
-import { spawn, execFile } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+
+import { CHROMIUM, CHROMIUM_ARGS, mouseStroke, screenPoint, startServer as startIidm } from './harness.mjs';
 
 const started = Date.now();
 
@@ -50,11 +52,6 @@ const MODEL_ARGS = [
   '--unet', path.join(DEMO, 'unet.safetensors'),
   '--autoencoder', path.join(DEMO, 'autoencoder.safetensors'),
 ];
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-];
 fs.mkdirSync(OUT, { recursive: true });
 
 let chromium;
@@ -79,55 +76,21 @@ function step(name, fn) {
 
 // ------------------------------------------------------------------ the server
 
-let server = null; // {child, url, log}
+let server = null; // {child, url, output(), stop()} from harness.mjs
 
-function startServer() {
+async function startServer() {
   const args = ['--threads', '2', 'serve', ...MODEL_ARGS, '--port', '0'];
-  const logFile = fs.createWriteStream(path.join(OUT, 'server.log'));
-  logFile.write(`$ ${IIDM} ${args.join(' ')}\n`);
-  const child = spawn(IIDM, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  const collect = (chunk) => {
-    output += chunk;
-    logFile.write(chunk);
-  };
-  child.stderr.on('data', collect);
-  return new Promise((resolve, reject) => {
-    const fail = (why) => {
-      clearTimeout(timer);
-      if (child.exitCode === null) child.kill('SIGKILL'); // e.g. still loading after 60 s
-      reject(new AssertionError(`${why}; its output:\n${output.slice(-2000) || '(none)'}`));
-    };
-    const timer = setTimeout(() => fail('the server printed no "listening on http://127.0.0.1:PORT" line within 60 s'), 60000);
-    child.stdout.on('data', (chunk) => {
-      collect(chunk);
-      const m = /listening on (http:\/\/[^\s/]+)/.exec(output);
-      if (m && !server) {
-        clearTimeout(timer);
-        server = { child, url: m[1], output: () => output };
-        resolve(server);
-      }
-    });
-    child.on('error', (err) => fail(`cannot start ${IIDM}: ${err.message}`));
-    child.on('exit', (code, signal) => {
-      if (!server) fail(`the server exited (code ${code}, signal ${signal}) before listening`);
-      else if (!server.stopping) console.log(`# the server exited unexpectedly (code ${code}, signal ${signal})`);
-    });
+  server = await startIidm(IIDM, args, path.join(OUT, 'server.log')).catch((err) => {
+    throw new AssertionError(err.message);
   });
+  return server;
 }
 
 async function stopServer() {
-  if (!server || server.child.exitCode !== null || server.child.signalCode !== null) return;
-  server.stopping = true;
-  const exited = new Promise((resolve) => server.child.once('exit', resolve));
-  server.child.kill('SIGTERM');
-  const timeout = new Promise((resolve) => setTimeout(() => resolve('timeout'), 5000));
-  if ((await Promise.race([exited, timeout])) === 'timeout') server.child.kill('SIGKILL');
+  if (server) await server.stop();
 }
 
-// Never leave the server behind, also on Ctrl+C or a crash of this script.
-process.on('exit', () => server?.child.exitCode === null && server.child.kill('SIGKILL'));
-for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130));
+for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(130)); // runs the exit hooks
 
 async function api(route, init) {
   const res = await fetch(server.url + route, init);
@@ -178,25 +141,6 @@ function differences(a, b) {
 }
 
 const at = (map, x, y) => map[y * W + x];
-
-// Screen position of the centre of map pixel (x, y).
-async function screenPoint(page, x, y) {
-  const box = await page.locator('#label-canvas').boundingBox();
-  return { x: box.x + ((x + 0.5) * box.width) / W, y: box.y + ((y + 0.5) * box.height) / H };
-}
-
-// A mouse stroke through map points; few intermediate events, so the page must
-// join them with lines itself.
-async function mouseStroke(page, points) {
-  const first = await screenPoint(page, ...points[0]);
-  await page.mouse.move(first.x, first.y);
-  await page.mouse.down();
-  for (const p of points.slice(1)) {
-    const s = await screenPoint(page, ...p);
-    await page.mouse.move(s.x, s.y, { steps: 2 });
-  }
-  await page.mouse.up();
-}
 
 // Waits until no request is pending or scheduled and a result newer than `after`
 // (a request number) is shown; returns its number.
