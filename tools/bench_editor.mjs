@@ -122,12 +122,13 @@ for (let i = 0; i < STROKES; i++) {
         shown: window.__shown, ends: window.__ends.length, status: document.querySelector('#status').innerText }));
       throw new Error(`stroke ${i + 1}: no image within 60 s (requests before ${before}, page ${JSON.stringify(state)})`);
     });
+  // The stroke's times and the server's for its request (X-Generation-Ms; the request is shown, see above).
   const t = await page.evaluate(() => {
     const seq = window.iidmEditor.lastRequest();
-    return { end: window.__ends.at(-1), shown: window.__shown.find((s) => s.seq === seq).at };
+    return { end: window.__ends.at(-1), shown: window.__shown.find((s) => s.seq === seq).at,
+      server: window.iidmEditor.resultServerMs() };
   });
-  // The server's time for this request (its X-Generation-Ms; the request is shown, see above).
-  const ms = (await page.evaluate(() => window.iidmEditor.resultServerMs())) ?? NaN;
+  const ms = t.server ?? NaN;
   rows.push({ latency: t.shown - t.end, server: ms });
   console.log(`stroke ${String(i + 1).padStart(2)}: ${(t.shown - t.end).toFixed(0).padStart(5)} ms stroke end -> image shown` +
     ` (server ${Number.isFinite(ms) ? ms.toFixed(0) : '?'} ms)`);
