@@ -50,7 +50,7 @@ Tensor LatentCodec::encode(const Tensor& images) {
 
   for (auto it = encoded_.begin(); it != encoded_.end(); ++it) {
     if (it->images.sizes() == images.sizes() && it->images.scalar_type() == images.scalar_type() &&
-        torch::equal(it->images, images.to(it->images.device()))) {
+        it->images.device() == images.device() && torch::equal(it->images, images)) {
       Encoded hit = *it;
       encoded_.erase(it);
       encoded_.push_front(hit);
