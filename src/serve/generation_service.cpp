@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <optional>
 
 #include "core/image.h"
 #include "core/labels.h"
@@ -146,14 +147,24 @@ void GenerationService::work() {
       busy_ = true;
     }
     // A failure fails this request only: the worker goes on with the next one.
+    std::optional<EditorResult> result;
+    std::exception_ptr error;
     try {
-      job->promise.set_value(run(*job));
+      result = run(*job);
     } catch (...) {
-      job->promise.set_exception(std::current_exception());
+      error = std::current_exception();
     }
-    std::lock_guard<std::mutex> lock(mutex_);
-    busy_ = false;
-    ++served_;
+    // The count is updated before the answer is handed over, so that whoever receives it sees its
+    // request counted in status().
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      busy_ = false;
+      ++served_;
+    }
+    if (error)
+      job->promise.set_exception(error);
+    else
+      job->promise.set_value(std::move(*result));
   }
 }
 

@@ -68,7 +68,7 @@ struct EditorResult {
 struct ServiceStatus {
   bool busy = false;
   int queued = 0;
-  int64_t served = 0;
+  int64_t served = 0;  // requests the worker has finished, answered or failed
 };
 
 class GenerationService {
