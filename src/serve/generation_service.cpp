@@ -2,7 +2,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <optional>
 
 #include "core/image.h"
 #include "core/labels.h"
@@ -147,7 +146,7 @@ void GenerationService::work() {
       busy_ = true;
     }
     // A failure fails this request only: the worker goes on with the next one.
-    std::optional<EditorResult> result;
+    EditorResult result;
     std::exception_ptr error;
     try {
       result = run(*job);
@@ -164,7 +163,7 @@ void GenerationService::work() {
     if (error)
       job->promise.set_exception(error);
     else
-      job->promise.set_value(std::move(*result));
+      job->promise.set_value(std::move(result));
   }
 }
 
