@@ -288,6 +288,43 @@ TEST(SpadeCache, IsRefusedWhileGradientsAreRecorded) {
       {"SPADE cache is for inference"});
 }
 
+// Guidance's two passes share one encoder pass (unet.h): decode(encode(x, t), y) is the forward,
+// bit for bit, and decoding leaves the encoding untouched, so the second map's decode is exact too.
+TEST(UNetEncoding, OneEncodingServesBothGuidancePasses) {
+  torch::manual_seed(0);
+  UNetModel unet(test::tiny_unet_config(29));
+  test::randomize(*unet);
+  unet->eval();
+  torch::NoGradGuard no_grad;
+  for (const auto format : {torch::MemoryFormat::Contiguous, torch::MemoryFormat::ChannelsLast}) {
+    torch::manual_seed(3);
+    const Tensor x = torch::randn({2, 3, 16, 24}).contiguous(format);
+    const Tensor t = torch::tensor({900, 20}, torch::kInt64);
+    const Tensor y = random_one_hot(2, 29, 16, 24, 1), zeros = torch::zeros_like(y);
+    const UNetEncoding encoding = unet->encode(x, t);
+    std::vector<Tensor> before;
+    for (const auto& s : encoding.skips) before.push_back(s.clone());
+    SpadeCache cond_cache, uncond_cache;
+    EXPECT_TRUE(torch::equal(unet->decode(encoding, y, &cond_cache), unet->forward(x, t, y)));
+    EXPECT_TRUE(torch::equal(unet->decode(encoding, zeros, &uncond_cache), unet->forward(x, t, zeros)));
+    EXPECT_TRUE(torch::equal(unet->decode(encoding, y), unet->forward(x, t, y)));
+    ASSERT_EQ(before.size(), encoding.skips.size());
+    for (size_t i = 0; i < before.size(); ++i) EXPECT_TRUE(torch::equal(before[i], encoding.skips[i])) << "skip " << i;
+    // The repeated encoding decodes a batched pair as the forward of the doubled batch would.
+    const Tensor pair = unet->decode(encoding.repeated(2), torch::cat({y, zeros}));
+    const Tensor full = unet->forward(torch::cat({x, x}), torch::cat({t, t}), torch::cat({y, zeros}));
+    EXPECT_LT((pair - full).abs().max().item<double>(), 1e-5 * std::max(1.0, full.abs().max().item<double>()));
+    // The shape checks are LibTorch's (c10::Error), like forward's: a wrong map is a caller's bug.
+    try {
+      unet->decode(encoding, random_one_hot(1, 29, 16, 24, 1));
+      ADD_FAILURE() << "a one-image map decoded a two-image encoding";
+    } catch (const c10::Error& e) {
+      EXPECT_NE(std::string(e.what()).find("unet: y must be [2, 29, 16, 24], got [1, 29, 16, 24]"), std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 // The whole pipeline, with guidance (batched pair and two passes) and two rounds sharing the cache.
 TEST(SpadeCache, PipelineImagesEqualWithAndWithoutTheCache) {
   test::TempDir dir;

@@ -20,9 +20,10 @@ struct BenchOptions {
   PipelineOptions pipeline;
   int runs = 3;  // timed runs per part after a warm-up call; 1 = a single call, no warm-up (large sizes)
   // Which parts: machine (CPU, threads, allocator), peak (the conv peaks), unet (batch 1, SPADE
-  // cache on and off), pair (the guidance pair, batch 2), profile (a step's time by operator), encode, decode, preset
-  // (images per hour estimated from the parts), memory (the estimate generate() checks), generate (one real end-to-end
-  // image with the preset), agreement (bf16 against fp32 on the same weights and seeds).
+  // cache on and off), pair (the guidance step as sampling runs it, beside the full forward of batch 2), profile (a
+  // step's time by operator), encode, decode, preset (images per hour estimated from the parts), memory (the estimate
+  // generate() checks), generate (one real end-to-end image with the preset), agreement (bf16 against fp32 on the same
+  // weights and seeds).
   std::vector<std::string> parts{"machine", "peak", "unet", "pair", "encode", "decode", "preset"};
   // Presets by name: `preset` estimates each; generate and agreement run the first.
   std::vector<std::pair<std::string, std::vector<Stage>>> presets;

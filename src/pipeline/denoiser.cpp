@@ -45,18 +45,20 @@ Tensor Denoiser::run_member(size_t index, const Tensor& x, const Tensor& t, cons
   // s = 1 needs no unconditional pass (and s = 0 no conditional one).
   if (guidance_.scale == 1.0) return model->forward(x, t, y, caches ? &caches->cond : nullptr);
   if (guidance_.scale == 0.0) return model->forward(x, t, zero_map(), caches ? &caches->uncond : nullptr);
+  // Both passes see the same x and t, and the encoder does not see the map: encode once, decode twice.
+  const UNetEncoding encoding = model->encode(x, t);
   Tensor cond, uncond;
   if (guidance_.batched) {
-    // One forward of batch 2N: the pair shares weights loads and fills the cores better.
+    // One decoder pass of batch 2N over the repeated encoding.
     if (cache_ && !cache_->pair_.defined()) cache_->pair_ = torch::cat({y, cache_->zeros_});
     const Tensor y_pair = cache_ ? cache_->pair_ : torch::cat({y, zero_map()});
-    Tensor out = model->forward(torch::cat({x, x}), torch::cat({t, t}), y_pair, caches ? &caches->pair : nullptr);
+    Tensor out = model->decode(encoding.repeated(2), y_pair, caches ? &caches->pair : nullptr);
     auto halves = out.chunk(2, 0);
     cond = halves[0];
     uncond = halves[1];
   } else {
-    cond = model->forward(x, t, y, caches ? &caches->cond : nullptr);
-    uncond = model->forward(x, t, zero_map(), caches ? &caches->uncond : nullptr);
+    cond = model->decode(encoding, y, caches ? &caches->cond : nullptr);
+    uncond = model->decode(encoding, zero_map(), caches ? &caches->uncond : nullptr);
   }
   return apply_guidance(cond, uncond, guidance_.scale, prediction_channels_);
 }

@@ -1,7 +1,7 @@
 #pragma once
 // The denoiser callback the samplers see: one or several U-Nets sharing a latent space, combined
-// with classifier-free guidance (cond and uncond in one batched forward) and a weighted
-// per-step ensemble. Samplers stay ignorant of all of it.
+// with classifier-free guidance (one encoder pass shared by cond and uncond, whose decoder passes
+// run as one batch) and a weighted per-step ensemble. Samplers stay ignorant of all of it.
 #include <torch/torch.h>
 
 #include <memory>
@@ -19,7 +19,7 @@ struct EnsembleMember {
 
 struct GuidanceOptions {
   double scale = 1.0;   // s >= 0; 1 = conditional only (one pass), 0 = unconditional only (guidance.h)
-  bool batched = true;  // cond and uncond in one forward of batch 2N (false: two passes, as the references)
+  bool batched = true;  // cond and uncond decoded in one pass of batch 2N (false: two passes)
 };
 
 // The SPADE caches (unet.h) of one label map: per ensemble member, for the conditional pass, the

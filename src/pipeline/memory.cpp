@@ -13,15 +13,21 @@ namespace {
 // output, residual sum, the allocator's slack), measured against peak RSS at a few sizes.
 constexpr double kWorkingSet = 6.0;
 
-int64_t unet_bytes(const UNetConfig& c, int64_t n, int64_t h, int64_t w, int64_t e) {
+// The skips of one image: every input block's output is kept until the decoder takes it.
+int64_t skip_bytes(const UNetConfig& c, int64_t h, int64_t w, int64_t e) {
   const size_t levels = c.channel_mult.size();
   auto area = [&](size_t level) { return (h >> level) * (w >> level); };
-  // The skips: every input block's output is kept until the decoder takes it.
   int64_t skips = static_cast<int64_t>(c.width(0)) * area(0);
   for (size_t l = 0; l < levels; ++l) {
     skips += static_cast<int64_t>(c.num_res_blocks) * c.width(l) * area(l);
     if (l + 1 < levels) skips += static_cast<int64_t>(c.width(l)) * area(l + 1);
   }
+  return skips * e;
+}
+
+int64_t unet_bytes(const UNetConfig& c, int64_t n, int64_t h, int64_t w, int64_t e) {
+  const size_t levels = c.channel_mult.size();
+  auto area = [&](size_t level) { return (h >> level) * (w >> level); };
   // The working set of the widest block: the decoder's concatenated input at each level.
   int64_t widest = 0;
   for (size_t l = 0; l < levels; ++l) widest = std::max(widest, 2 * c.width(l) * area(l));
@@ -35,7 +41,7 @@ int64_t unet_bytes(const UNetConfig& c, int64_t n, int64_t h, int64_t w, int64_t
     const int64_t tokens = area(l);
     attention = std::max(attention, heads * tokens * tokens * (2 * e + 4));
   }
-  return n * (skips * e + static_cast<int64_t>(kWorkingSet * widest * 4) + attention);
+  return n * (skip_bytes(c, h, w, e) + static_cast<int64_t>(kWorkingSet * widest * 4) + attention);
 }
 
 int64_t spade_bytes(const UNetConfig& c, int64_t n, int64_t h, int64_t w, int64_t e) {
@@ -106,6 +112,8 @@ MemoryEstimate estimate_memory(const ModelConfig& config, const MemoryQuery& q) 
   MemoryEstimate m;
   m.weights = q.weight_bytes + q.prepacked_bytes;
   m.unet = unet_bytes(config.unet, forward_batch, h, w, e);
+  // A batched pair decodes a repeated copy of the shared encoding, which lives beside it.
+  if (q.guidance_pair) m.unet += q.batch * skip_bytes(config.unet, h, w, e);
   if (q.cache_spade) m.spade_cache = spade_bytes(config.unet, forward_batch, h, w, e);
   // One-hot maps (fp32 and the compute dtype), pixel images (original and current), latents and noise.
   m.inputs = q.batch * (config.unet.num_classes * h * w * (4 + e) * 3 + 2 * 3 * q.height * q.width * 4 +

@@ -521,42 +521,67 @@ UNetModelImpl::UNetModelImpl(const UNetConfig& config) : config_(config) {
 }
 
 Tensor UNetModelImpl::forward(const Tensor& x, const Tensor& timesteps, const Tensor& y, SpadeCache* spade_cache) {
+  return decode(encode(x, timesteps), y, spade_cache);
+}
+
+UNetEncoding UNetModelImpl::encode(const Tensor& x, const Tensor& timesteps) {
   const auto& c = config_;
   TORCH_CHECK(x.dim() == 4 && x.size(1) == c.in_channels, "unet: x must be [N, ", c.in_channels, ", H, W], got ",
               x.sizes());
   TORCH_CHECK(timesteps.dim() == 1 && timesteps.size(0) == x.size(0), "unet: timesteps must be [", x.size(0), "], got ",
               timesteps.sizes());
-  TORCH_CHECK(y.dim() == 4 && y.size(0) == x.size(0) && y.size(1) == c.num_classes && y.size(2) == x.size(2) &&
-                  y.size(3) == x.size(3),
-              "unet: y must be [", x.size(0), ", ", c.num_classes, ", ", x.size(2), ", ", x.size(3), "], got ",
-              y.sizes());
   const int64_t factor = int64_t{1} << (c.channel_mult.size() - 1);
   TORCH_CHECK(x.size(2) % factor == 0 && x.size(3) % factor == 0, "unet: height and width must be divisible by ",
               factor, ", got ", x.size(2), "x", x.size(3));
 
   // Parameters decide the compute dtype (fp32, or bf16/fp16 when the model was converted).
   const auto dtype = out_conv->weight.scalar_type();
-  Tensor emb = timestep_embedding(timesteps, c.model_channels).to(dtype);
-  emb = time_embed_2->forward(torch::silu(time_embed_0->forward(emb)));
+  UNetEncoding e;
+  e.output_dtype = x.scalar_type();
+  e.emb = timestep_embedding(timesteps, c.model_channels).to(dtype);
+  e.emb = time_embed_2->forward(torch::silu(time_embed_0->forward(e.emb)));
+  const LabelConditioning none{};  // the encoder's ResBlocks take no label map
+  Tensor h = x.to(dtype);
+  e.skips.reserve(inputs_.size());
+  for (auto& block : inputs_) {
+    h = block->forward(h, none, e.emb);
+    e.skips.push_back(h);
+  }
+  return e;
+}
+
+Tensor UNetModelImpl::decode(const UNetEncoding& e, const Tensor& y, SpadeCache* spade_cache) {
+  const auto& c = config_;
+  TORCH_CHECK(e.skips.size() == inputs_.size() && e.emb.defined(), "unet: decode needs this model's encoding");
+  const Tensor& first = e.skips.front();
+  TORCH_CHECK(y.dim() == 4 && y.size(0) == e.batch() && y.size(1) == c.num_classes && y.size(2) == first.size(2) &&
+                  y.size(3) == first.size(3),
+              "unet: y must be [", e.batch(), ", ", c.num_classes, ", ", first.size(2), ", ", first.size(3), "], got ",
+              y.sizes());
+  const auto dtype = out_conv->weight.scalar_type();
   if (spade_cache) spade_cache->begin(this, y, dtype);
   // The label map in the activations' memory format, so that SPADE's convolutions run in it too.
-  const LabelConditioning cond{y.to(dtype).contiguous(x.suggest_memory_format()), spade_cache};
-  Tensor h = x.to(dtype);
-  std::vector<Tensor> hs;
-  hs.reserve(inputs_.size());
-  for (auto& block : inputs_) {
-    h = block->forward(h, cond, emb);
-    hs.push_back(h);
-  }
-  h = middle_block->forward(h, cond, emb);
+  const LabelConditioning cond{y.to(dtype).contiguous(first.suggest_memory_format()), spade_cache};
+  // Every layer below writes only into tensors it made itself, so the skips stay untouched.
+  Tensor h = middle_block->forward(e.skips.back(), cond, e.emb);
+  auto skip = e.skips.rbegin();
   for (auto& block : outputs_) {
-    h = torch::cat({h, hs.back()}, 1);
-    hs.pop_back();
-    h = block->forward(h, cond, emb);
+    h = torch::cat({h, *skip++}, 1);
+    h = block->forward(h, cond, e.emb);
   }
   h = conv2d(out_conv, group_norm_silu(out_norm, h));
   if (spade_cache) spade_cache->finish();
-  return h.to(x.scalar_type());
+  return h.to(e.output_dtype);
+}
+
+UNetEncoding UNetEncoding::repeated(int64_t times) const {
+  if (times == 1) return *this;
+  UNetEncoding r;
+  r.output_dtype = output_dtype;
+  r.emb = emb.repeat({times, 1});
+  r.skips.reserve(skips.size());
+  for (const auto& s : skips) r.skips.push_back(torch::cat(std::vector<Tensor>(times, s)));
+  return r;
 }
 
 // ---------------------------------------------------------------------------------------------

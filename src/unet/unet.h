@@ -94,6 +94,19 @@ class SPADEGroupNormImpl : public torch::nn::Module {
 };
 TORCH_MODULE(SPADEGroupNorm);
 
+// What the encoder half of a forward leaves for the decoder half: every input block's output (the
+// last one feeds the middle block) and the timestep embedding. The encoder never sees the label
+// map, so classifier-free guidance's two passes (same x, same t, the map and its all-zero twin) can
+// share one encoding and run only the middle block and decoder twice.
+struct UNetEncoding {
+  std::vector<torch::Tensor> skips;
+  torch::Tensor emb;
+  torch::ScalarType output_dtype = torch::kFloat32;  // x's dtype, which the decoder returns
+  int64_t batch() const { return emb.size(0); }
+  // The same encoding with its batch repeated `times` times (a batched guidance pair).
+  UNetEncoding repeated(int64_t times) const;
+};
+
 class UNetModelImpl : public torch::nn::Module {
  public:
   explicit UNetModelImpl(const UNetConfig& config);
@@ -104,6 +117,10 @@ class UNetModelImpl : public torch::nn::Module {
   // the same y tensor is passed with the same cache.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& timesteps, const torch::Tensor& y,
                         SpadeCache* spade_cache = nullptr);
+  // forward(x, t, y, cache) == decode(encode(x, t), y, cache), and decode leaves the encoding as it
+  // was, so one encoding serves several label maps.
+  UNetEncoding encode(const torch::Tensor& x, const torch::Tensor& timesteps);
+  torch::Tensor decode(const UNetEncoding& encoding, const torch::Tensor& y, SpadeCache* spade_cache = nullptr);
   const UNetConfig& config() const { return config_; }
 
  private:
