@@ -65,6 +65,7 @@ std::function<int()> add_bench_command(CLI::App& app, const CommonOptions& commo
     const PrecisionChoice choice = resolve_precision(a->precision, b.pipeline.device);
     b.pipeline.precision = choice.dtype;
     b.pipeline.channels_last = a->channels_last || (!a->no_channels_last && choice.dtype == torch::kBFloat16);
+    if (a->channels_last || a->no_channels_last) b.agreement_channels_last = a->channels_last;
     b.pipeline.batched_guidance = !a->two_pass;
     b.pipeline.tile = a->tile;
     std::stringstream names(a->preset);

@@ -486,6 +486,11 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
     PipelineOptions fp32 = po, bf16 = po;
     fp32.precision = torch::kFloat32;
     bf16.precision = torch::kBFloat16;
+    // Compare the precisions as generate runs them. The format matters beyond speed: where oneDNN
+    // has no bf16 kernels, LibTorch 1.13's NCHW bf16 convolution (im2col + its bf16 GEMM) rounds its
+    // sums to bf16, 10-20x the error of bf16 inputs with float sums; the channels-last path keeps them.
+    fp32.channels_last = o.agreement_channels_last.value_or(false);
+    bf16.channels_last = o.agreement_channels_last.value_or(true);
     Models a = build_models(o, fp32, true), b = build_models(o, bf16, true);
     const int64_t f = a.config.autoencoder ? a.config.autoencoder->ddconfig.downsampling_factor() : 1;
     const int64_t h = o.height / f, w = o.width / f;
@@ -503,6 +508,7 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
     sink(BenchRecord{{"bench", "agreement"},
                      {"size", fmt::format("{}x{}", o.width, o.height)},
                      {"preset", o.presets.front().first},
+                     {"channels_last", fmt::format("fp32 {}, bf16 {}", fp32.channels_last, bf16.channels_last)},
                      {"unet_relative_difference", round_to(relative, 5)},
                      {"image_psnr_db", round_to(psnr_8bit(image_a, image_b), 2)}});
   }

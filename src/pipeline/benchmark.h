@@ -5,6 +5,7 @@
 // warm-up) and counts their FLOPs with torch's profiler. Benchmarks print numbers; nothing here
 // decides pass or fail.
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ struct BenchOptions {
   std::vector<std::pair<std::string, std::vector<Stage>>> presets;
   std::string mask, style;  // generate / agreement: a label map and a reference (else random ones)
   uint64_t seed = 0;
+  // agreement: the memory format of both runs when the user chose one; unset, each precision runs
+  // in generate's default for it (fp32 NCHW, bf16 channels-last), whatever `pipeline` says.
+  std::optional<bool> agreement_channels_last;
 
   void validate() const;
 };
