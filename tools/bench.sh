@@ -58,8 +58,8 @@ else
   # Emulated bf16 runs the convolutions at the peak line's few GFLOP/s: a quarter of the pixels
   # keeps this part to minutes. Same recipe, weights and seeds, each precision in generate's format.
   echo "== bf16 against fp32: the demo model at 256x192 (bf16 is emulated on this CPU, see the peak line), same weights and seeds"
-  bench --parts agreement "${demo_model[@]}" --size 256x192 --preset $demo/preset.json \
-    --mask $demo/examples/mask-1.png --style $demo/examples/reference-1.jpg --runs 1
+  "$iidm" --threads "$threads" bench --runs 1 --parts agreement "${demo_model[@]}" --size 256x192 \
+    --preset $demo/preset.json --mask $demo/examples/mask-1.png --style $demo/examples/reference-1.jpg
 fi
 
 echo "== decoding 2048x2048 with IIDM's VQ-f4 decoder: tiled (512 px) in a process that holds only the autoencoder, and the untiled estimate"
