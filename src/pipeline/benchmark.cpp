@@ -298,37 +298,43 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
       Tensor t = torch::full({n}, 500, torch::kInt64).to(device);
       return std::make_tuple(x, y, t);
     };
-    auto time_unet = [&](int64_t n, const std::string& part) {
-      Tensor x, y, t;
-      std::tie(x, y, t) = unet_inputs(n);
+    // Times `uncached` (every call computes SPADE's maps: an image's first step) and `cached` (after
+    // one call that fills the cache, every later step) and prints a record for each; `extra` fields
+    // follow channels_last. Returns {cached seconds, uncached seconds}.
+    auto time_cache_off_on = [&](const std::string& part, const std::string& shape, const BenchRecord& extra,
+                                 const std::function<void()>& uncached, const std::function<void()>& cached,
+                                 const std::function<int64_t()>& cache_bytes) {
       const double peak = peak_of(po.precision);
-      // Without the cache: every forward computes SPADE's maps (the first step of an image).
-      const double flops_off = count_flops([&] { m.unet->forward(x, t, y); });
-      const double off = median_seconds([&] { m.unet->forward(x, t, y); }, o.runs, device);
-      // With it: filled once, then every later step reuses it.
-      SpadeCache cache;
+      const double flops_off = count_flops(uncached);
+      const double off = median_seconds(uncached, o.runs, device);
       reset_peak_rss();
-      m.unet->forward(x, t, y, &cache);
-      const double flops_on = count_flops([&] { m.unet->forward(x, t, y, &cache); });
-      const double on = median_seconds([&] { m.unet->forward(x, t, y, &cache); }, o.runs, device);
-      for (int cached = 0; cached < 2; ++cached) {
-        const double s = cached ? on : off, flops = cached ? flops_on : flops_off;
-        BenchRecord r{{"bench", part},
-                      {"shape", fmt::format("{}x{}x{}x{}", n, C, h, w)},
-                      {"precision", precision},
-                      {"channels_last", po.channels_last},
-                      {"spade", cached ? "cached" : "computed"},
-                      {"median_s", round_to(s, 4)},
-                      {"gflop", round_to(flops / 1e9, 1)},
-                      {"gflops", round_to(flops / s / 1e9, 1)},
-                      {"peak_fraction", round_to(flops / s / 1e9 / peak, 3)}};
-        if (cached) {
-          r["spade_cache_mib"] = round_to(cache.bytes() / 1048576.0, 1);
+      cached();
+      const double flops_on = count_flops(cached);
+      const double on = median_seconds(cached, o.runs, device);
+      for (int with_cache = 0; with_cache < 2; ++with_cache) {
+        const double s = with_cache ? on : off, flops = with_cache ? flops_on : flops_off;
+        BenchRecord r{{"bench", part}, {"shape", shape}, {"precision", precision}, {"channels_last", po.channels_last}};
+        for (auto it = extra.begin(); it != extra.end(); ++it) r[it.key()] = it.value();
+        r["spade"] = with_cache ? "cached" : "computed";
+        r["median_s"] = round_to(s, 4);
+        r["gflop"] = round_to(flops / 1e9, 1);
+        r["gflops"] = round_to(flops / s / 1e9, 1);
+        r["peak_fraction"] = round_to(flops / s / 1e9 / peak, 3);
+        if (with_cache) {
+          r["spade_cache_mib"] = round_to(cache_bytes() / 1048576.0, 1);
           r["peak_rss_mib"] = round_to(peak_rss_mib(), 0);
         }
         sink(r);
       }
       return std::make_pair(on, off);
+    };
+    auto time_unet = [&](int64_t n, const std::string& part) {
+      Tensor x, y, t;
+      std::tie(x, y, t) = unet_inputs(n);
+      SpadeCache cache;
+      return time_cache_off_on(
+          part, fmt::format("{}x{}x{}x{}", n, C, h, w), BenchRecord::object(), [&] { m.unet->forward(x, t, y); },
+          [&] { m.unet->forward(x, t, y, &cache); }, [&] { return cache.bytes(); });
     };
     if (wants(o, "unet") || wants(o, "preset")) std::tie(unet_cached, unet_first) = time_unet(1, "unet");
     // Where a steady-state step (SPADE cached) spends its time, by operator (self time), for
@@ -352,35 +358,13 @@ void run_benchmarks(const BenchOptions& o, const BenchSink& sink) {
       // whole U-Net forward of batch 2 that the references run.
       Tensor x, y, t;
       std::tie(x, y, t) = unet_inputs(1);
-      const double peak = peak_of(po.precision);
       const GuidanceOptions guidance{3.5, po.batched_guidance};
       Denoiser uncached({{m.unet, 1.0}}, guidance, C);
-      const double flops_off = count_flops([&] { uncached(x, t, y); });
-      pair_first = median_seconds([&] { uncached(x, t, y); }, o.runs, device);
       auto spade = std::make_shared<ConditioningCache>();
       Denoiser cached({{m.unet, 1.0}}, guidance, C, spade);
-      reset_peak_rss();
-      cached(x, t, y);
-      const double flops_on = count_flops([&] { cached(x, t, y); });
-      pair_cached = median_seconds([&] { cached(x, t, y); }, o.runs, device);
-      for (int with_cache = 0; with_cache < 2; ++with_cache) {
-        const double sec = with_cache ? pair_cached : pair_first, flops = with_cache ? flops_on : flops_off;
-        BenchRecord r{{"bench", "pair"},
-                      {"shape", fmt::format("1x{}x{}x{}", C, h, w)},
-                      {"precision", precision},
-                      {"channels_last", po.channels_last},
-                      {"decoder", po.batched_guidance ? "batch 2" : "two passes"},
-                      {"spade", with_cache ? "cached" : "computed"},
-                      {"median_s", round_to(sec, 4)},
-                      {"gflop", round_to(flops / 1e9, 1)},
-                      {"gflops", round_to(flops / sec / 1e9, 1)},
-                      {"peak_fraction", round_to(flops / sec / 1e9 / peak, 3)}};
-        if (with_cache) {
-          r["spade_cache_mib"] = round_to(spade->bytes() / 1048576.0, 1);
-          r["peak_rss_mib"] = round_to(peak_rss_mib(), 0);
-        }
-        sink(r);
-      }
+      std::tie(pair_cached, pair_first) = time_cache_off_on(
+          "pair", fmt::format("1x{}x{}x{}", C, h, w), {{"decoder", po.batched_guidance ? "batch 2" : "two passes"}},
+          [&] { uncached(x, t, y); }, [&] { cached(x, t, y); }, [&] { return spade->bytes(); });
       const double full = time_unet(2, "pair_full_forward").first;
       if (unet_cached > 0)
         sink(BenchRecord{{"bench", "pair_ratio"},
