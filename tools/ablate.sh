@@ -6,12 +6,14 @@
 # self-contained HTML report. Everything resumes: run it again after a kill.
 # Usage: bash tools/ablate.sh [OUT=ablation] [extra iidm ablate flags...]
 #   COUNT=12 (validation items)  VARIANTS=configs/ablation/demo.json
+#   DIVERSITY_MAPS=3 (label maps sampled twice for the diversity column; 0: none, saves their runs)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-ablation}
 shift || true
 COUNT=${COUNT:-12}
 VARIANTS=${VARIANTS:-configs/ablation/demo.json}
+DIVERSITY_MAPS=${DIVERSITY_MAPS:-3}
 IIDM=./build/iidm
 [ -x "$IIDM" ] || bash tools/setup.sh
 start=$SECONDS
@@ -26,7 +28,7 @@ $IIDM ablate --variants "$VARIANTS" --data "$OUT/data" --out "$OUT" --count "$CO
   --model models/demo/model.json --unet models/demo/unet.safetensors --autoencoder models/demo/autoencoder.safetensors \
   --preset models/demo/preset.json --precision auto \
   --segmenter models/demo/segmenter.safetensors --segmenter-config models/demo/segmenter.json \
-  --batch-size 4 --diversity-maps 3 --diversity-samples 2 "$@" || status=$?
+  --batch-size 4 --diversity-maps "$DIVERSITY_MAPS" --diversity-samples 2 "$@" || status=$?
 /usr/bin/python3 tools/ablation_report.py "$OUT"
 echo "ablation: $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s; table: $OUT/results.md, report: $OUT/report.html"
 exit $status
